@@ -1,0 +1,50 @@
+# Every target creates .venv/ on first use, so `.venv/bin/medcorpus` is the CLI after any target.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MEDCORPUS := $(BIN)/medcorpus
+WORKERS ?= 2
+SOURCE ?=
+REPO ?=
+
+.PHONY: demo build-corpus fetch refresh publish test lint bench clean
+
+$(BIN)/medcorpus: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## The whole flow offline, from the bundled sample mirror, into out/demo/.
+demo: $(MEDCORPUS)
+	$(MEDCORPUS) build --mirror examples/mirror --out out/demo --workers $(WORKERS)
+	$(MEDCORPUS) validate out/demo
+
+## The real build: fetch every enabled source from its host, then build out/.
+build-corpus: $(MEDCORPUS)
+	$(MEDCORPUS) fetch
+	$(MEDCORPUS) build --workers $(WORKERS)
+	$(MEDCORPUS) validate out
+
+fetch: $(MEDCORPUS)
+	$(MEDCORPUS) fetch
+
+refresh: $(MEDCORPUS)
+	@test -n "$(SOURCE)" || (echo "usage: make refresh SOURCE=<id>" >&2; exit 2)
+	$(MEDCORPUS) refresh $(SOURCE)
+
+publish: $(MEDCORPUS)
+	@test -n "$(REPO)" || (echo "usage: make publish REPO=<org/name>" >&2; exit 2)
+	$(MEDCORPUS) publish out --repo $(REPO)
+
+test: $(MEDCORPUS)
+	$(BIN)/python -m pytest
+
+lint: $(MEDCORPUS)
+	$(BIN)/ruff check etl tests bench
+
+bench: $(MEDCORPUS)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf out/demo out/.work

@@ -1,0 +1,403 @@
+"""`medcorpus build`: fetch → convert (per source, cached) → cross-source stages (per task) → write.
+
+The finished output replaces the previous one only at the end: shards, rejects, card and chart are
+written into `OUT/.staging/`, moved into place, and `manifest.json` is written last. A reader that
+finds a manifest finds exactly the shards it lists (with their sha256); `medcorpus validate` checks.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import socket
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from etl import __version__
+from etl.catalog import TASKS, Catalog, Source
+from etl.conversion import Converted, convert_source
+from etl.executor import TaskRun, scan_parquet
+from etl.fetch.base import FetchedSource, FetchError
+from etl.fetch.mirror import MirrorFetcher
+from etl.read.base import SourceFileError
+from etl.schemas import REJECTS_SCHEMA, arrow_schema
+from etl.stages.pipeline import default_stages
+from etl.stages.text import row_texts
+from etl.ui import Reporter
+from etl.write import Shard, ShardedWriter
+
+SPLITS = ("train", "validation", "test")
+OUTPUT_ENTRIES = (*TASKS, "rejects", "stats", "README.md")
+STAGE_COUNTER = {"exact_dedup": "exact_dup", "near_dedup": "near_dup", "decontaminate": "decontaminated"}
+
+
+class BuildLockedError(RuntimeError):
+    pass
+
+
+@dataclass
+class BuildOptions:
+    out: Path
+    source_ids: list[str] | None = None
+    tasks: list[str] | None = None
+    mirror: Path | None = None
+    cache_dir: Path | None = None
+    workers: int = 1
+    keep_going: bool = False
+    force_fetch: bool = False
+
+
+@dataclass
+class SourceOutcome:
+    source: Source
+    status: str = "ok"                     # ok | failed | skipped
+    error: str | None = None
+    fetched: FetchedSource | None = None
+    converted: Converted | None = None
+    stage_removed: Counter[str] = field(default_factory=Counter)
+    written: int = 0
+    langs: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class BuildResult:
+    manifest: dict[str, Any]
+    outcomes: list[SourceOutcome]
+
+    @property
+    def failed(self) -> list[SourceOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+
+# --------------------------------------------------------------------------- lock
+
+
+class OutputLock:
+    """One build per output folder. A lock left by a dead process is taken over with a warning."""
+
+    def __init__(self, out: Path, reporter: Reporter) -> None:
+        self.path = out / ".medcorpus.lock"
+        self.reporter = reporter
+
+    def __enter__(self) -> OutputLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None and _alive(holder):
+                    raise BuildLockedError(
+                        f"another build (pid {holder.get('pid')}) is writing to {self.path.parent}; "
+                        f"wait for it, or remove {self.path.name} if you are sure it is gone") from None
+                self.reporter.warn(f"taking over a stale lock left by pid {holder.get('pid') if holder else '?'}")
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(me)
+            return self
+        raise BuildLockedError(f"could not take the lock {self.path}")
+
+    def _holder(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(holder: dict[str, Any]) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return True  # cannot check another machine's process: assume it is running
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except (ProcessLookupError, ValueError, KeyError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --------------------------------------------------------------------------- fetch + convert
+
+
+def _fetcher(options: BuildOptions) -> Any:
+    try:
+        from etl.fetch import make_fetcher  # the network fetchers (issue 4)
+    except ImportError:
+        if options.mirror is None:
+            raise FetchError("*", "no network fetchers are installed; use --mirror DIR") from None
+        return MirrorFetcher(options.mirror)
+    return make_fetcher(mirror=options.mirror, cache_dir=options.cache_dir)
+
+
+def _with_build_settings(source: Source, catalog: Catalog) -> Source:
+    """Settings a converter needs from the build section (the persona fills identity templates)."""
+    if source.format == "persona":
+        return source.model_copy(update={"options": {**source.options, "persona": catalog.build.persona.model_dump()}})
+    return source
+
+
+def _convert_job(source: Source, fetched: FetchedSource, work_dir: Path) -> Converted:
+    return convert_source(source, fetched, work_dir)
+
+
+def fetch_and_convert(outcomes: list[SourceOutcome], options: BuildOptions, work_dir: Path,
+                      reporter: Reporter) -> None:
+    fetcher = _fetcher(options)
+    reporter.phase("fetch", len(outcomes))
+    for outcome in outcomes:
+        try:
+            outcome.fetched = fetcher.fetch(outcome.source, force=options.force_fetch)
+        except FetchError as exc:
+            outcome.status, outcome.error = "failed", str(exc)
+            reporter.warn(f"{outcome.source.id}: fetch failed: {exc.message}")
+        reporter.advance("fetch", outcome.source.id)
+    todo = [o for o in outcomes if o.status == "ok"]
+    reporter.phase("convert", len(todo))
+    if options.workers > 1 and len(todo) > 1:
+        # spawn, not fork: forked workers deadlock once the parent has used polars (MEASURED.md)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=options.workers, mp_context=context) as pool:
+            futures = [pool.submit(_convert_job, o.source, o.fetched, work_dir) for o in todo]
+            for outcome, future in zip(todo, futures, strict=True):
+                _settle(outcome, future.result, reporter)
+    else:
+        for outcome in todo:
+            _settle(outcome, lambda o=outcome: convert_source(o.source, o.fetched, work_dir), reporter)
+
+
+def _settle(outcome: SourceOutcome, run: Any, reporter: Reporter) -> None:
+    try:
+        outcome.converted = run()
+    except SourceFileError as exc:
+        outcome.status, outcome.error = "failed", str(exc)
+        reporter.warn(f"{outcome.source.id}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - one broken converter must not stop the other sources
+        outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
+        reporter.warn(f"{outcome.source.id}: conversion failed: {type(exc).__name__}: {exc}")
+    reporter.advance("convert", outcome.source.id)
+
+
+# --------------------------------------------------------------------------- cross-source stages
+
+
+def _task_stream(parts: list[tuple[Converted, int]]) -> Any:
+    """A re-startable stream of one task's rows in canonical order, with `_row` and `_priority`."""
+
+    def stream(columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+        ordinal = 0
+        for converted, priority in parts:
+            for batch in scan_parquet([converted.rows_path]):
+                n = batch.num_rows
+                extra = {"_row": pa.array(range(ordinal, ordinal + n), pa.int64()),
+                         "_priority": pa.array([priority] * n, pa.int32())}
+                ordinal += n
+                table = pa.Table.from_batches([batch])
+                for name, values in extra.items():
+                    table = table.append_column(name, values)
+                if columns is not None:
+                    table = table.select(columns)
+                yield from table.to_batches()
+
+    return stream
+
+
+def _eval_scan(outcomes: list[SourceOutcome]) -> Any:
+    """Every eval row of every task as (`id`, `source`, `task`, `text`) — the text matching uses."""
+
+    def scan(columns: list[str]) -> Iterator[pa.RecordBatch]:
+        for outcome in outcomes:
+            if outcome.converted is None:
+                continue
+            task = outcome.source.task
+            for batch in scan_parquet([outcome.converted.eval_path]):
+                table = pa.table({"id": batch.column("id"), "source": batch.column("source"),
+                                  "task": pa.array([task] * batch.num_rows, pa.string()),
+                                  "text": pa.array(row_texts(batch, task), pa.string())})
+                yield from table.select(columns).to_batches()
+
+    return scan
+
+
+def run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, work_dir: Path,
+              options: BuildOptions, reporter: Reporter) -> list[Shard]:
+    build = catalog.build
+    shards: list[Shard] = []
+    by_id = {o.source.id: o for o in outcomes}
+    for task in TASKS:
+        parts = [(o.converted, o.source.priority) for o in outcomes
+                 if o.converted is not None and o.source.task == task]
+        if not parts:
+            continue
+        stages = default_stages(task, build)
+        reporter.phase(f"{task}: stages", len(stages))
+        run = TaskRun(task, stages, work_dir / "stages" / task, staging / "stats" / "reports" / task,
+                      _eval_scan(outcomes), options.workers,
+                      on_stage=lambda name, t=task: reporter.advance(f"{t}: stages", name))
+        run.report_dir.mkdir(parents=True, exist_ok=True)
+        columns = set(arrow_schema(task).names) | {"_row", "_priority"}
+        writers: dict[str, ShardedWriter] = {}
+        for batch in run.run(_task_stream(parts), columns):
+            if batch.num_rows == 0:
+                continue
+            for item in pc.value_counts(batch.column("source")).to_pylist():
+                by_id[item["values"]].written += item["counts"]
+            for item in pc.value_counts(pc.binary_join_element_wise(batch.column("source"), batch.column("lang"), "\t")).to_pylist():
+                source_id, lang = item["values"].split("\t")
+                by_id[source_id].langs[lang] += item["counts"]
+            for split in SPLITS:
+                mask = pc.equal(batch.column("split"), split)
+                if not pc.any(mask).as_py():
+                    continue
+                if split not in writers:
+                    writers[split] = ShardedWriter(staging, task, split, arrow_schema(task),
+                                                   build.shard_max_bytes, build.row_group_rows)
+                writers[split].write(batch.filter(mask))
+        for split in SPLITS:
+            if split in writers:
+                shards.extend(writers[split].close())
+        for stage_name, removed in run.removed.items():
+            for source_id, n in removed.items():
+                by_id[source_id].stage_removed[stage_name] += n
+        for stage in stages:
+            summary = stage.summary()
+            if summary:
+                (run.report_dir / f"{stage.name}.json").write_text(
+                    json.dumps(summary, sort_keys=True, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
+        reporter.advance(f"{task}: stages")
+    return shards
+
+
+def write_rejects(outcomes: list[SourceOutcome], staging: Path, build_max_bytes: int) -> list[Shard]:
+    writer = ShardedWriter(staging, "rejects", "rejects", REJECTS_SCHEMA, build_max_bytes, 100_000, prefix="rejects")
+    for outcome in outcomes:
+        if outcome.converted is not None:
+            for batch in scan_parquet([outcome.converted.rejects_path]):
+                writer.write(batch)
+    shards = writer.close()
+    if not shards:  # an empty rejects table still tells the reader that nothing was rejected
+        empty = pa.RecordBatch.from_pylist([], schema=REJECTS_SCHEMA)
+        writer = ShardedWriter(staging, "rejects", "rejects", REJECTS_SCHEMA, build_max_bytes, 100_000, prefix="rejects")
+        writer._ensure_writer().write_batch(empty)
+        shards = writer.close()
+    return shards
+
+
+# --------------------------------------------------------------------------- manifest + commit
+
+
+def source_entry(outcome: SourceOutcome) -> dict[str, Any]:
+    source = outcome.source
+    counts: dict[str, Any] = dict(outcome.converted.counts) if outcome.converted else {}
+    for stage_name, n in outcome.stage_removed.items():
+        counts[STAGE_COUNTER.get(stage_name, f"removed_by_{stage_name}")] = n
+    for name in STAGE_COUNTER.values():
+        counts.setdefault(name, 0)
+    counts["written"] = outcome.written
+    return {
+        "name": source.name, "task": source.task, "role": source.role, "host": source.host,
+        "license": source.license, "license_terms": list(source.license_terms),
+        "homepage": source.homepage, "citation": source.citation, "revision": source.revision,
+        "lang": source.lang, "priority": source.priority,
+        "status": outcome.status, "error": outcome.error,
+        "files": [{"path": f.relpath, "size": f.size, "sha256": f.sha256} for f in outcome.fetched.files]
+        if outcome.fetched else [],
+        "counts": counts,
+        "langs": dict(sorted(outcome.langs.items())),
+    }
+
+
+def make_manifest(catalog: Catalog, outcomes: list[SourceOutcome], shards: list[Shard]) -> dict[str, Any]:
+    splits: dict[str, dict[str, dict[str, int]]] = {}
+    for shard in shards:
+        if shard.task == "rejects":
+            continue
+        entry = splits.setdefault(shard.task, {}).setdefault(shard.split, {"rows": 0, "shards": 0})
+        entry["rows"] += shard.rows
+        entry["shards"] += 1
+    totals: Counter[str] = Counter()
+    for outcome in outcomes:
+        if outcome.converted:
+            for key in ("read", "converted", "rejected", "filtered", "rows", "eval_rows"):
+                totals[key] += outcome.converted.counts.get(key, 0)
+        for stage_name, n in outcome.stage_removed.items():
+            totals[STAGE_COUNTER.get(stage_name, f"removed_by_{stage_name}")] += n
+        totals["written"] += outcome.written
+        totals[f"sources_{outcome.status}"] += 1
+    return {
+        "tool": "medcorpus", "version": __version__, "config_hash": catalog.config_hash(),
+        "build": catalog.build.model_dump(mode="json"),
+        "sources": {o.source.id: source_entry(o) for o in outcomes},
+        "splits": splits,
+        "shards": [s.as_dict() for s in shards],
+        "totals": dict(sorted(totals.items())),
+    }
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def commit_output(staging: Path, out: Path, manifest: dict[str, Any]) -> None:
+    """Swap the staged output in. The old manifest goes first, the new one comes last, so a reader never
+    sees a manifest that does not match the shards beside it."""
+    (out / "manifest.json").unlink(missing_ok=True)
+    for name in OUTPUT_ENTRIES:
+        old = out / name
+        if old.is_dir():
+            shutil.rmtree(old)
+        elif old.exists():
+            old.unlink()
+        if (staging / name).exists():
+            os.replace(staging / name, old)
+    write_json_atomic(out / "manifest.json", manifest)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_card(staging: Path, manifest: dict[str, Any], reporter: Reporter) -> None:
+    try:
+        from etl.card import write_card
+    except ImportError:
+        reporter.warn("no dataset card writer installed; README.md not written")
+        return
+    write_card(staging, manifest)
+
+
+def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> BuildResult:
+    out = options.out
+    sources = [_with_build_settings(s, catalog) for s in catalog.select(options.source_ids, options.tasks)]
+    with OutputLock(out, reporter):
+        work_dir = out / ".work"
+        staging = out / ".staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        outcomes = [SourceOutcome(s) for s in sources]
+        fetch_and_convert(outcomes, options, work_dir, reporter)
+        for outcome in outcomes:
+            if outcome.converted and outcome.converted.counts.get("filtered_by_reason", {}).get("no_persona_configured"):
+                reporter.warn(f"{outcome.source.id}: skipped: set build.persona.name and build.persona.author "
+                              "in the catalogue to generate identity data")
+                outcome.status = "skipped"
+        shards = run_tasks(catalog, outcomes, staging, work_dir, options, reporter)
+        shards += write_rejects(outcomes, staging, catalog.build.shard_max_bytes)
+        manifest = make_manifest(catalog, outcomes, shards)
+        _write_card(staging, manifest, reporter)
+        commit_output(staging, out, manifest)
+    return BuildResult(manifest, outcomes)

@@ -1,0 +1,272 @@
+"""The catalogue (`sources.yaml`): typed models and a loader whose errors name the source and the key.
+
+Data flows one way: the rest of the code receives these typed values and never parses YAML itself.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Task = Literal["pretrain", "sft", "reward"]
+Role = Literal["train", "eval"]
+Host = Literal["hf", "github", "gdrive", "tianchi", "http", "builtin"]
+Split = Literal["train", "validation", "test"]
+TASKS: tuple[Task, ...] = ("pretrain", "sft", "reward")
+
+# Licence terms that restrict use; a source lists the ones its upstream states (DESIGN §2, issue 6).
+LicenseTerm = Literal["non-commercial", "academic-only", "no-redistribution", "copyrighted", "unclear"]
+
+
+class CatalogError(ValueError):
+    """A catalogue that cannot be used; the message names the file, the source id and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MinHashConfig(_Strict):
+    num_perm: int = Field(128, ge=16, le=1024)
+    threshold: float = Field(0.8, gt=0, lt=1)
+    ngram: int = Field(5, ge=1, le=32)
+    seed: int = 1
+
+
+class DedupConfig(_Strict):
+    exact: bool = True
+    minhash: MinHashConfig | None = MinHashConfig()
+
+
+class DecontamConfig(_Strict):
+    enabled: bool = True
+    ngram_zh: int = Field(13, ge=2)
+    ngram_en: int = Field(8, ge=2)
+    threshold: float = Field(0.5, gt=0, le=1)
+
+
+class LangIdConfig(_Strict):
+    langs: tuple[str, ...] = ("zh", "en")
+
+
+class PersonaConfig(_Strict):
+    name: str | None = None
+    author: str | None = None
+
+
+class BuildConfig(_Strict):
+    out: str = "out/"
+    shard_max_bytes: int = 256 * 1024 * 1024
+    row_group_rows: int = 100_000
+    dedup: DedupConfig = DedupConfig()
+    decontam: DecontamConfig = DecontamConfig()
+    langid: LangIdConfig = LangIdConfig()
+    persona: PersonaConfig = PersonaConfig()
+
+    @field_validator("shard_max_bytes", mode="before")
+    @classmethod
+    def _parse_size(cls, value: Any) -> int:
+        return parse_size(value)
+
+
+class Source(_Strict):
+    """One upstream dataset: where it lives, how to read it, what it becomes."""
+
+    id: str
+    name: str
+    homepage: str | None = None
+    host: Host
+    # hf / github
+    repo: str | None = None
+    revision: str | None = None
+    files: tuple[str, ...] = ()
+    sha256: dict[str, str] = {}
+    # gdrive
+    file_id: str | None = None
+    filename: str | None = None
+    # tianchi
+    dataset_id: str | None = None
+    # http: one URL, or several (web pages)
+    url: str | None = None
+    urls: tuple[str, ...] = ()
+    # what it becomes
+    task: Task
+    role: Role = "train"
+    format: str
+    reader: str | None = None           # overrides the converter's default reader
+    fields: dict[str, str] = {}         # generic converters: unified name -> upstream name
+    options: dict[str, Any] = {}        # converter / reader specific settings
+    splits: dict[str, Split] = {}       # file glob -> split; files not matched are `train`
+    eval_splits: tuple[Split, ...] = () # these splits of a train source feed decontamination, never training
+    lang: str = "und"
+    license: str = "unknown"
+    license_terms: tuple[LicenseTerm, ...] = ()
+    priority: int = 50
+    enabled: bool = True
+    disabled_reason: str | None = None
+    citation: str | None = None
+    notes: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _snake_case(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", value):
+            raise ValueError(f"must be snake_case (a-z, 0-9, _), got {value!r}")
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _globs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            if not pattern or pattern.startswith("/") or ".." in Path(pattern).parts:
+                raise ValueError(f"bad glob {pattern!r}: must be a relative path inside the source")
+            if pattern.count("[") != pattern.count("]"):
+                raise ValueError(f"bad glob {pattern!r}: unbalanced brackets")
+        return value
+
+    @model_validator(mode="after")
+    def _host_keys(self) -> Source:
+        needs = {"hf": ("repo", "files"), "github": ("repo", "revision", "files"),
+                 "gdrive": ("file_id", "filename"), "tianchi": ("dataset_id", "files")}
+        for key in needs.get(self.host, ()):
+            if not getattr(self, key):
+                raise ValueError(f"host {self.host!r} needs `{key}`")
+        if self.host == "http" and not (self.url or self.urls):
+            raise ValueError("host 'http' needs `url` or `urls`")
+        if not self.enabled and not self.disabled_reason:
+            raise ValueError("a disabled source needs `disabled_reason`")
+        return self
+
+    def split_of(self, relpath: str) -> str:
+        """The split of one file of this source, from the `splits:` globs (first match wins)."""
+        for pattern, split in self.splits.items():
+            if fnmatch.fnmatch(relpath, pattern):
+                return split
+        return "train"
+
+    def is_eval_split(self, split: str) -> bool:
+        return self.role == "eval" or split in self.eval_splits
+
+    def entry_hash(self) -> str:
+        """Hash of the catalogue entry: part of the conversion cache key."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class Catalog(_Strict):
+    build: BuildConfig = BuildConfig()
+    sources: tuple[Source, ...]
+    path: str = "sources.yaml"
+
+    def get(self, source_id: str) -> Source:
+        for source in self.sources:
+            if source.id == source_id:
+                return source
+        raise CatalogError(f"{self.path}: no source with id {source_id!r}")
+
+    def select(self, ids: list[str] | None = None, tasks: list[str] | None = None,
+               include_disabled: bool = False) -> list[Source]:
+        """Sources in catalogue order; explicit ids select disabled sources too."""
+        if ids:
+            chosen = [self.get(i) for i in ids]
+        else:
+            chosen = [s for s in self.sources if s.enabled or include_disabled]
+        if tasks:
+            chosen = [s for s in chosen if s.task in tasks]
+        return chosen
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.build.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+          "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
+
+
+def parse_size(value: Any) -> int:
+    """`256MB`, `1.5GiB` or a plain integer -> bytes. MB is read as MiB, as most users mean it."""
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(f"not a size: {value!r} (use e.g. 256MB)")
+    unit = (match.group(2) or "").upper()
+    unit = {"K": "KIB", "M": "MIB", "G": "GIB", "T": "TIB", "KB": "KIB", "MB": "MIB", "GB": "GIB", "TB": "TIB"}.get(unit, unit)
+    if unit not in _UNITS:
+        raise ValueError(f"unknown size unit in {value!r}")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def _describe(error: ValidationError, where: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(entry)"
+        msg = item["msg"]
+        if item["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{where}: `{key}`: {msg}")
+    return "\n".join(lines)
+
+
+def load_catalog(path: str | Path, known_formats: set[str] | None = None) -> Catalog:
+    """Load and check a catalogue. Every problem is reported with the source id and key it concerns."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CatalogError(f"{path}: catalogue not found (pass --catalog PATH)") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise CatalogError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(doc, dict):
+        raise CatalogError(f"{path}: expected a mapping with `build` and `sources`")
+    unknown = sorted(set(doc) - {"build", "sources"})
+    if unknown:
+        raise CatalogError(f"{path}: unknown top-level key(s) {unknown}; expected `build` and `sources`")
+    problems: list[str] = []
+    try:
+        build = BuildConfig.model_validate(doc.get("build") or {})
+    except ValidationError as exc:
+        problems.append(_describe(exc, f"{path}: build"))
+        build = BuildConfig()
+    raw_sources = doc.get("sources") or []
+    if not isinstance(raw_sources, list):
+        raise CatalogError(f"{path}: `sources` must be a list")
+    sources: list[Source] = []
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(raw_sources):
+        sid = raw.get("id") if isinstance(raw, dict) else None
+        where = f"{path}: source {sid!r}" if sid else f"{path}: source #{index + 1}"
+        if not isinstance(raw, dict):
+            problems.append(f"{where}: must be a mapping")
+            continue
+        if sid in seen:
+            problems.append(f"{where}: duplicate id (first defined as source #{seen[sid] + 1})")
+            continue
+        if sid:
+            seen[sid] = index
+        try:
+            source = Source.model_validate(raw)
+        except ValidationError as exc:
+            problems.append(_describe(exc, where))
+            continue
+        if known_formats is not None and source.format not in known_formats:
+            problems.append(f"{where}: `format`: unknown converter {source.format!r} "
+                            f"(known: {', '.join(sorted(known_formats))})")
+            continue
+        sources.append(source)
+    if problems:
+        raise CatalogError("\n".join(problems))
+    return Catalog(build=build, sources=tuple(sources), path=str(path))

@@ -1,0 +1,204 @@
+"""The `medcorpus` command line. Subcommands in etl/commands/*.py register themselves."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from etl import __version__, commands
+from etl.build import BuildLockedError, BuildOptions, BuildResult, run_build
+from etl.catalog import TASKS, Catalog, CatalogError, load_catalog
+from etl.convert.base import registry
+from etl.ui import Reporter, setup_logging
+from etl.validate import validate_output
+
+
+def open_catalog(path: str) -> Catalog:
+    return load_catalog(path, known_formats=set(registry()))
+
+
+def add_catalog_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--catalog", default="sources.yaml", help="catalogue file (default: ./sources.yaml)")
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def cmd_sources(args: argparse.Namespace) -> int:
+    catalog = open_catalog(args.catalog)
+    console = Console()
+    if args.action == "show":
+        if not args.id:
+            raise CatalogError("sources show needs an ID")
+        source = catalog.get(args.id)
+        console.print_json(json.dumps(source.model_dump(mode="json"), ensure_ascii=False))
+        return 0
+    states = _fetch_states(catalog)
+    table = Table("id", "task", "role", "host", "revision", "enabled", "state", "license")
+    for source in catalog.sources:
+        if args.enabled_only and not source.enabled:
+            continue
+        state = states.get(source.id, {})
+        table.add_row(source.id, source.task, source.role, source.host, (source.revision or "")[:12],
+                      "yes" if source.enabled else "no", _describe_state(state), source.license)
+    console.print(table)
+    return 0
+
+
+def _fetch_states(catalog: Catalog) -> dict[str, dict]:
+    try:
+        from etl.commands.fetch import source_states
+    except ImportError:
+        return {}
+    try:
+        return source_states(catalog, None)
+    except Exception:  # noqa: BLE001 - the listing must work even when the cache is unreadable
+        return {}
+
+
+def _describe_state(state: dict) -> str:
+    if not state:
+        return ""
+    parts = ["fetched" if state.get("fetched") else "not fetched"]
+    if state.get("cached_size"):
+        parts.append(f"{state['cached_size'] / 1e6:.1f} MB")
+    if state.get("lock"):
+        parts.append(f"lock: {state['lock']}")
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- build
+
+
+def add_build_args(parser: argparse.ArgumentParser) -> None:
+    add_catalog_arg(parser)
+    parser.add_argument("--sources", nargs="+", metavar="ID", help="only these sources (disabled ones too)")
+    parser.add_argument("--tasks", nargs="+", choices=TASKS, help="only sources of these tasks")
+    parser.add_argument("--mirror", type=Path, help="read every source from DIR/<source_id>/ instead of the network")
+    parser.add_argument("--out", type=Path, help="output folder (default: build.out of the catalogue)")
+    parser.add_argument("--cache", type=Path, help="download cache (default: $MEDCORPUS_CACHE or ~/.cache/medcorpus)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes for conversion (default 1)")
+    parser.add_argument("--keep-going", action="store_true", help="exit 0 even when some sources failed")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    catalog = open_catalog(args.catalog)
+    options = BuildOptions(out=args.out or Path(catalog.build.out), source_ids=args.sources, tasks=args.tasks,
+                           mirror=args.mirror, cache_dir=args.cache, workers=max(1, args.workers),
+                           keep_going=args.keep_going, force_fetch=getattr(args, "force", False))
+    with Reporter() as reporter:
+        result = run_build(catalog, options, reporter)
+    print_summary(result)
+    failed = result.failed
+    if failed:
+        names = ", ".join(o.source.id for o in failed)
+        print(f"{len(failed)} source(s) failed: {names}", file=sys.stderr)
+        return 0 if args.keep_going else 1
+    return 0
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    """Re-fetch the named sources, then build everything: unchanged sources come from the conversion
+    cache, so only the refreshed ones are re-read and re-converted."""
+    catalog = open_catalog(args.catalog)
+    for source_id in args.ids:
+        catalog.get(source_id)
+    if args.mirror is None:
+        from etl.fetch import make_fetcher
+
+        fetcher = make_fetcher(cache_dir=args.cache)
+        for source_id in args.ids:
+            fetcher.fetch(catalog.get(source_id), force=True)
+    return cmd_build(args)
+
+
+def print_summary(result: BuildResult) -> None:
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+    table = Table("source", "task", "status", "read", "converted", "rejected (by reason)", "filtered",
+                  "eval", "exact dup", "near dup", "decontam.", "written", title="build summary")
+    for outcome in result.outcomes:
+        counts = result.manifest["sources"][outcome.source.id]["counts"]
+        reasons = ", ".join(f"{k} {v}" for k, v in counts.get("rejected_by_reason", {}).items())
+        rejected = f"{counts.get('rejected', 0)}" + (f" ({reasons})" if reasons else "")
+        status = outcome.status
+        table.add_row(outcome.source.id, outcome.source.task, status,
+                      *(str(counts.get(k, 0)) for k in ("read", "converted")), rejected,
+                      *(str(counts.get(k, 0)) for k in ("filtered", "eval_rows", "exact_dup", "near_dup",
+                                                          "decontaminated", "written")))
+    console.print(table)
+    for outcome in result.failed:
+        console.print(f"{outcome.source.id}: {outcome.error}", markup=False, style="red")
+    totals = result.manifest["totals"]
+    console.print(f"written {totals.get('written', 0)} rows; rejected {totals.get('rejected', 0)} records; "
+                  f"{len(result.failed)} source(s) failed", markup=False)
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    problems = validate_output(Path(args.out))
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{args.out}: INVALID ({len(problems)} problem(s))", file=sys.stderr)
+        return 1
+    print(f"{args.out}: valid")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medcorpus", description="Build a medical LLM training corpus from public datasets.")
+    parser.add_argument("--version", action="version", version=f"medcorpus {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sources", help="the catalogue, with state")
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("id", nargs="?")
+    p.add_argument("--enabled-only", action="store_true")
+    add_catalog_arg(p)
+    p.set_defaults(func=cmd_sources)
+
+    p = sub.add_parser("build", help="fetch, convert, deduplicate and write the corpus")
+    add_build_args(p)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("refresh", help="fetch these sources again, re-convert them, redo the cross-source stages")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    add_build_args(p)
+    p.add_argument("--force", action="store_true", help="download again even when the cache is current")
+    p.set_defaults(func=cmd_refresh)
+
+    p = sub.add_parser("validate", help="check an output folder against its manifest and the schemas")
+    p.add_argument("out")
+    add_catalog_arg(p)
+    p.set_defaults(func=cmd_validate)
+
+    for module in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
+        importlib.import_module(f"etl.commands.{module}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except (CatalogError, BuildLockedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands: every module here exposes `register(subparsers)`."""

@@ -1,0 +1,124 @@
+"""What a converter is: a small, registered, pure function from one raw record to unified rows.
+
+A converter receives the record a reader produced and a `RecordContext`, and returns a list of
+`Row`s (usually one). It raises `Reject` for a record that cannot become a valid row (the build
+writes it to the rejects table with the reason code) and `Filtered` for a record that is valid
+upstream data but deliberately not training material (counted by reason in the manifest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from etl.catalog import Source, Task
+
+
+class Reject(Exception):
+    """A record that cannot be converted. `reason` is a short code such as `bad_json` or `empty_output`."""
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        super().__init__(f"{reason}: {message}" if message else reason)
+        self.reason = reason
+        self.message = message
+
+
+class Filtered(Exception):
+    """A well-formed record that is not training material (e.g. a negative answer candidate)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # system | user | assistant
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass
+class Row:
+    """A converted row before the build adds the common columns (id, source, license, lang...).
+
+    Exactly the task's fields are set: `text` (pretrain), `messages` (sft), or `prompt`, `chosen`,
+    `rejected` (reward). `native_id` makes the id `{source}/{native_id}`; without it the id is a hash
+    of the content. `split` overrides the file's split; `meta` collects upstream extras.
+    """
+
+    text: str | None = None
+    messages: list[Turn] | None = None
+    prompt: list[Turn] | None = None
+    chosen: str | None = None
+    rejected: str | None = None
+    native_id: str | None = None
+    split: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordContext:
+    """Where a record came from, and the source's converter settings."""
+
+    source: Source
+    file: str          # path relative to the source folder
+    location: str      # line 12, row 7, element 3, member x.csv line 4, ...
+    split: str         # from the source's `splits:` globs
+
+    @property
+    def fields(self) -> dict[str, str]:
+        return self.source.fields
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.source.options
+
+    def field(self, name: str, default: str | None = None) -> str:
+        """The upstream key for unified name `name`, as mapped by the source's `fields:`."""
+        return self.source.fields.get(name, default if default is not None else name)
+
+
+ConvertFn = Callable[[Any, RecordContext], Iterable[Row]]
+
+
+@dataclass(frozen=True)
+class Converter:
+    name: str
+    fn: ConvertFn
+    tasks: tuple[Task, ...]
+    reader: str          # default reader name (see etl.read); a source's `reader:` overrides it
+    version: int         # bump when output changes: part of the conversion cache key
+    doc: str
+
+
+_REGISTRY: dict[str, Converter] = {}
+
+
+def converter(name: str, *, tasks: tuple[Task, ...], reader: str = "auto",
+              version: int = 1) -> Callable[[ConvertFn], ConvertFn]:
+    """Register a converter under `name` (the catalogue's `format:`)."""
+
+    def register(fn: ConvertFn) -> ConvertFn:
+        if name in _REGISTRY:
+            raise RuntimeError(f"converter {name!r} registered twice")
+        _REGISTRY[name] = Converter(name, fn, tasks, reader, version, (fn.__doc__ or "").strip())
+        return fn
+
+    return register
+
+
+def registry() -> dict[str, Converter]:
+    from etl import convert  # noqa: F401  (importing the package registers every converter module)
+
+    return dict(_REGISTRY)
+
+
+def get_converter(name: str) -> Converter:
+    converters = registry()
+    if name not in converters:
+        raise KeyError(f"unknown converter {name!r}")
+    return converters[name]

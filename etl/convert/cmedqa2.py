@@ -1,0 +1,100 @@
+"""cMedQA2: `question.zip` (`question_id,content`), `answer.zip` (`ans_id,question_id,content`) and
+candidate zips (`question_id,ans_id,cnt,label`), each a zip with one CSV member.
+
+Every answer belongs to one question, so the training pairs are the answers joined to their question.
+The dev/test candidate files only say which questions are held out: their positive (`label` 1)
+answers are eval rows; the negatives are random answers to other questions and are never read as
+pairs. `train_candidates.zip` adds nothing to the join and need not be fetched.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+from etl.convert.base import RecordContext, Reject, Row, Turn, converter
+from etl.convert.fieldtools import get_str, require_mapping
+from etl.read.base import RawRecord, ReadError, ReadItem, SourceFile, SourceFileError, reader
+
+# candidate file name prefix → split of its questions
+_CANDIDATE_SPLITS = {"dev": "validation", "test": "test", "train": "train"}
+
+
+def _zip_csv(file: SourceFile, encoding: str) -> tuple[str, Iterator[dict[str, str]]]:
+    """The single CSV member of one of the zips, as dict rows."""
+    try:
+        archive = zipfile.ZipFile(file.path)
+    except zipfile.BadZipFile as exc:
+        raise SourceFileError(file.relpath, "bad_zip", str(exc)) from None
+    members = [m for m in archive.infolist() if not m.is_dir()]
+    if len(members) != 1:
+        raise SourceFileError(file.relpath, "bad_zip", f"expected one member, found {len(members)}")
+    member = members[0]
+    handle = io.TextIOWrapper(archive.open(member), encoding=encoding, newline="")
+    return member.filename, csv.DictReader(handle)
+
+
+def _role_of(file: SourceFile) -> str:
+    name = file.relpath.rsplit("/", 1)[-1]
+    if name.startswith("question"):
+        return "question"
+    if name.startswith("answer"):
+        return "answer"
+    if "candidates" in name:
+        return "candidates"
+    raise SourceFileError(file.relpath, "unexpected_file", "not question.zip, answer.zip or *_candidates.zip")
+
+
+@reader("cmedqa2")
+def read_cmedqa2(files: list[SourceFile], options: dict[str, Any]) -> Iterator[ReadItem]:
+    """Join answers to questions. Records: `{ans_id, question_id, question, answer, split}` where split
+    is `validation`/`test` for questions with a positive in dev/test candidates, else `train`."""
+    encoding = options.get("encoding", "utf-8")
+    by_role: dict[str, list[SourceFile]] = {"question": [], "answer": [], "candidates": []}
+    for file in files:
+        by_role[_role_of(file)].append(file)
+    if not by_role["question"] or not by_role["answer"]:
+        raise SourceFileError(files[0].relpath if files else "-", "missing_file",
+                              "cMedQA2 needs question.zip and answer.zip")
+    held_out: dict[str, str] = {}
+    for file in by_role["candidates"]:
+        split = _CANDIDATE_SPLITS.get(file.relpath.rsplit("/", 1)[-1].split("_")[0], "train")
+        _, rows = _zip_csv(file, "ascii")
+        for row in rows:
+            if row.get("label") == "1" and split != "train":
+                held_out[row["question_id"]] = split
+    questions: dict[str, str] = {}
+    for file in by_role["question"]:
+        _, rows = _zip_csv(file, encoding)
+        for row in rows:
+            questions[row["question_id"]] = row["content"]
+    for file in by_role["answer"]:
+        member, rows = _zip_csv(file, encoding)
+        where = f"{file.relpath}!{member}"
+        for number, row in enumerate(rows, 1):
+            qid = row.get("question_id") or ""
+            if qid not in questions:
+                yield ReadError(where, f"row {number}", "unknown_question_id",
+                                f"answer {row.get('ans_id')!r} points to question {qid!r}, not in question.csv",
+                                ",".join(str(v) for v in row.values()))
+                continue
+            yield RawRecord(where, f"row {number}", {
+                "ans_id": row.get("ans_id"), "question_id": qid, "question": questions[qid],
+                "answer": row.get("content"), "split": held_out.get(qid, "train")})
+
+
+@converter("cmedqa2", tasks=("sft",), reader="cmedqa2")
+def cmedqa2(record: Any, ctx: RecordContext) -> list[Row]:
+    """A joined question/answer pair; dev/test questions keep their split (catalogue: `eval_splits`)."""
+    record = require_mapping(record)
+    question, answer = get_str(record, "question").strip(), get_str(record, "answer").strip()
+    if not question:
+        raise Reject("empty_question", f"question {record.get('question_id')!r} has no text")
+    if not answer:
+        raise Reject("empty_answer", f"answer {record.get('ans_id')!r} has no text")
+    return [Row(messages=[Turn("user", question), Turn("assistant", answer)],
+                native_id=f"{record['question_id']}-{record['ans_id']}", split=get_str(record, "split"),
+                meta={"question_id": record["question_id"], "ans_id": record["ans_id"]})]

@@ -1,0 +1,69 @@
+"""Small helpers converters share: typed field access that rejects with a precise reason, and meta."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from etl.convert.base import RecordContext, Reject, Turn
+
+
+def require_mapping(record: Any) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        raise Reject("bad_record_type", f"expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def get_str(record: dict[str, Any], key: str, *, required: bool = True) -> str:
+    """A string field; numbers are accepted as text, anything else is `bad_field_type`."""
+    if key not in record or record[key] is None:
+        if required:
+            raise Reject("missing_field", f"no field {key!r}")
+        return ""
+    value = record[key]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise Reject("bad_field_type", f"field {key!r} should be a string, got {type(value).__name__}")
+    return str(value)
+
+
+def get_list(record: dict[str, Any], key: str, *, required: bool = True) -> list[Any]:
+    if key not in record or record[key] is None:
+        if required:
+            raise Reject("missing_field", f"no field {key!r}")
+        return []
+    value = record[key]
+    if not isinstance(value, list):
+        raise Reject("bad_field_type", f"field {key!r} should be a list, got {type(value).__name__}")
+    return value
+
+
+def rest_as_meta(record: dict[str, Any], used: Iterable[str]) -> dict[str, Any]:
+    """Upstream fields the converter did not consume, kept in `meta` so nothing is lost."""
+    used_set = set(used)
+    return {k: v for k, v in record.items() if k not in used_set}
+
+
+def native_id(record: dict[str, Any], ctx: RecordContext) -> str | None:
+    """The upstream id when the source maps one with `fields: {id: <key>}`."""
+    key = ctx.fields.get("id")
+    if not key or record.get(key) is None:
+        return None
+    return str(record[key])
+
+
+def pairs_to_turns(history: list[Any], where: str = "history") -> list[Turn]:
+    """Alpaca-style `history`: a list of [question, answer] pairs."""
+    turns: list[Turn] = []
+    for index, pair in enumerate(history):
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            raise Reject("bad_history", f"{where}[{index}] should be a [question, answer] pair of strings")
+        turns.extend((Turn("user", pair[0]), Turn("assistant", pair[1])))
+    return turns
+
+
+def join_instruction(instruction: str, input_text: str) -> str:
+    """DESIGN §3: `instruction`, a blank line, `input` (when `input` is non-empty)."""
+    instruction, input_text = instruction.strip(), input_text.strip()
+    if instruction and input_text:
+        return f"{instruction}\n\n{input_text}"
+    return instruction or input_text

@@ -1,0 +1,96 @@
+"""The local executor: streams one task's rows through the cross-source stage chain.
+
+A stage with a global pass (`prepare`) starts a new segment: the rows reaching it are first
+materialised to the work folder, so its `prepare` and then its `apply` see exactly the same rows
+without holding them in memory. Rows in and out of every stage are counted per source.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from etl.stages.base import Scan, Stage, StageContext, check_chain
+
+BATCH_ROWS = 10_000
+
+
+def _has_global_pass(stage: Stage) -> bool:
+    return type(stage).prepare is not Stage.prepare
+
+
+def _by_source(batch: pa.RecordBatch) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    if batch.num_rows:
+        for item in pc.value_counts(batch.column("source")).to_pylist():
+            counts[item["values"]] += item["counts"]
+    return counts
+
+
+def scan_parquet(paths: list[Path], columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    for path in paths:
+        parquet = pq.ParquetFile(path)
+        yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns)
+
+
+class TaskRun:
+    """Runs `stages` over `source()` (a fresh stream of the task's batches on each call)."""
+
+    def __init__(self, task: str, stages: list[Stage], work_dir: Path, report_dir: Path,
+                 scan_eval: Scan, workers: int = 1,
+                 on_stage: Callable[[str], None] | None = None) -> None:
+        self.task, self.stages = task, stages
+        self.work_dir, self.report_dir = work_dir, report_dir
+        self.scan_eval, self.workers = scan_eval, workers
+        self.on_stage = on_stage or (lambda name: None)
+        self.removed: dict[str, Counter[str]] = {s.name: Counter() for s in stages}
+
+    def run(self, source: Callable[[list[str] | None], Iterator[pa.RecordBatch]],
+            columns: set[str]) -> Iterator[pa.RecordBatch]:
+        check_chain(self.stages, columns)
+        current = source
+        segment: list[Stage] = []
+        for index, stage in enumerate(self.stages):
+            if _has_global_pass(stage) and segment:
+                current = self._materialise(current, segment, index)
+                segment = []
+            if _has_global_pass(stage):
+                self.on_stage(stage.name)
+                ctx = StageContext(self.task, self.work_dir / stage.name, self.report_dir, self.scan_eval, self.workers)
+                ctx.work_dir.mkdir(parents=True, exist_ok=True)
+                stage.prepare(lambda cols, src=current: src(cols), ctx)
+            segment.append(stage)
+        yield from self._apply(current, segment)
+
+    def _apply(self, source: Callable[[list[str] | None], Iterator[pa.RecordBatch]],
+               segment: list[Stage]) -> Iterator[pa.RecordBatch]:
+        for batch in source(None):
+            for stage in segment:
+                before = _by_source(batch)
+                batch = stage.apply(batch)
+                before.subtract(_by_source(batch))
+                self.removed[stage.name].update({k: v for k, v in before.items() if v > 0})
+            yield batch
+
+    def _materialise(self, source: Callable[[list[str] | None], Iterator[pa.RecordBatch]],
+                     segment: list[Stage], index: int) -> Callable[[list[str] | None], Iterator[pa.RecordBatch]]:
+        folder = self.work_dir / f"segment-{index:02d}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        path = folder / "rows.parquet"
+        writer: pq.ParquetWriter | None = None
+        for batch in self._apply(source, segment):
+            if writer is None:
+                writer = pq.ParquetWriter(path, batch.schema, compression="zstd")
+            if batch.num_rows:
+                writer.write_batch(batch)
+        if writer is None:
+            return lambda cols: iter(())
+        writer.close()
+        return lambda cols: scan_parquet([path], cols)

@@ -1,0 +1,97 @@
+"""The fetch interface: bring a source's files to a local folder and say exactly which files they are.
+
+Every host implements `Fetcher.fetch`. The build only ever sees a `FetchedSource`: a folder and the
+ordered list of files in it, with their checksums; it never talks to the network itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+from etl.catalog import Source
+from etl.read.base import SourceFile
+
+
+class FetchError(Exception):
+    """A source that could not be fetched. The message says what to do (token, terms, --mirror...)."""
+
+    def __init__(self, source_id: str, message: str) -> None:
+        super().__init__(f"{source_id}: {message}")
+        self.source_id = source_id
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FetchedFile:
+    relpath: str
+    path: Path
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class FetchedSource:
+    source_id: str
+    root: Path
+    revision: str | None
+    files: tuple[FetchedFile, ...] = field(default_factory=tuple)
+
+    def source_files(self) -> list[SourceFile]:
+        return [SourceFile(f.path, f.relpath) for f in self.files]
+
+
+class Fetcher(Protocol):
+    def fetch(self, source: Source, *, force: bool = False) -> FetchedSource: ...
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def local_patterns(source: Source) -> list[str]:
+    """The file names or globs a fetch of `source` leaves in its folder (the layout of a mirror)."""
+    if source.files:
+        return list(source.files)
+    if source.host == "gdrive" and source.filename:
+        return [source.filename]
+    if source.url:
+        return [source.options.get("filename") or posixpath.basename(urlparse(source.url).path) or "index.html"]
+    if source.urls:
+        return ["pages/*.html"]
+    return ["*"]
+
+
+def expand(root: Path, patterns: list[str], source_id: str) -> list[Path]:
+    """Expand globs under `root` in catalogue order (sorted within a glob). A pattern matching nothing
+    is an error that names it, so a missing file never passes silently."""
+    found: list[Path] = []
+    seen: set[Path] = set()
+    for pattern in patterns:
+        matches = sorted(p for p in root.glob(pattern) if p.is_file() and not p.name.startswith(".medcorpus"))
+        if not matches:
+            raise FetchError(source_id, f"no file matches {pattern!r} in {root.name}/")
+        for match in matches:
+            if match not in seen:
+                seen.add(match)
+                found.append(match)
+    return found
+
+
+def verify_declared(source: Source, files: list[FetchedFile]) -> None:
+    """Check the catalogue's optional `sha256:` pins."""
+    by_name = {f.relpath: f for f in files}
+    for name, expected in source.sha256.items():
+        got = by_name.get(name)
+        if got is None:
+            raise FetchError(source.id, f"sha256 is pinned for {name!r} but no such file was fetched")
+        if got.sha256 != expected.lower():
+            raise FetchError(source.id, f"checksum mismatch for {name}: expected sha256 {expected}, got {got.sha256}")

@@ -1,0 +1,121 @@
+"""From a converter's `Row` to a validated output row: ids, common columns, and the semantic checks
+JSON Schema cannot express (role order, chosen ≠ rejected). A row that fails becomes a reject."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from etl.catalog import Source
+from etl.convert.base import Reject, Row, Turn
+from etl.schemas import schema_problem
+
+TASK_FIELDS = {"pretrain": ("text",), "sft": ("messages",), "reward": ("prompt", "chosen", "rejected")}
+
+
+def _turns(turns: list[Turn]) -> list[dict[str, str]]:
+    return [t.as_dict() for t in turns]
+
+
+def _check_sft(messages: list[Turn]) -> None:
+    if not messages:
+        raise Reject("empty_conversation", "no turns")
+    body = messages[1:] if messages[0].role == "system" else messages
+    if not body:
+        raise Reject("empty_conversation", "only a system turn")
+    for index, turn in enumerate(body):
+        expected = "user" if index % 2 == 0 else "assistant"
+        if turn.role != expected:
+            raise Reject("bad_role_order", f"turn {index + len(messages) - len(body)} is {turn.role}, expected {expected}")
+    if body[-1].role != "assistant":
+        raise Reject("ends_without_answer", "the conversation ends on a user turn")
+    _check_contents(messages)
+
+
+def _check_contents(turns: list[Turn]) -> None:
+    for index, turn in enumerate(turns):
+        if not turn.content.strip():
+            reason = "empty_output" if turn.role == "assistant" else "empty_input"
+            raise Reject(reason, f"turn {index} ({turn.role}) is empty")
+
+
+def _check_reward(prompt: list[Turn], chosen: str, rejected: str) -> None:
+    body = prompt[1:] if prompt and prompt[0].role == "system" else prompt
+    if not body:
+        raise Reject("empty_prompt", "the prompt has no user turn")
+    for index, turn in enumerate(body):
+        expected = "user" if index % 2 == 0 else "assistant"
+        if turn.role != expected:
+            raise Reject("bad_role_order", f"prompt turn {index} is {turn.role}, expected {expected}")
+    if body[-1].role != "user":
+        raise Reject("bad_role_order", "the prompt must end on a user turn")
+    _check_contents(prompt)
+    if not chosen.strip() or not rejected.strip():
+        raise Reject("empty_output", "chosen or rejected is empty")
+    if chosen.strip() == rejected.strip():
+        raise Reject("chosen_equals_rejected", "chosen and rejected are the same text")
+
+
+def task_payload(task: str, row: Row) -> dict[str, Any]:
+    """The task columns of `row`, checked for meaning. Raises Reject."""
+    if task == "pretrain":
+        if row.text is None or not row.text.strip():
+            raise Reject("empty_text", "the document is empty")
+        return {"text": row.text}
+    if task == "sft":
+        _check_sft(row.messages or [])
+        return {"messages": _turns(row.messages or [])}
+    if task == "reward":
+        if row.prompt is None or row.chosen is None or row.rejected is None:
+            raise Reject("missing_field", "a preference row needs prompt, chosen and rejected")
+        _check_reward(row.prompt, row.chosen, row.rejected)
+        return {"prompt": _turns(row.prompt), "chosen": row.chosen, "rejected": row.rejected}
+    raise ValueError(f"unknown task {task!r}")
+
+
+def content_hash(payload: dict[str, Any]) -> str:
+    canonical = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+class RowBuilder:
+    """Turns converter rows of one source into output rows, keeping ids unique within the source."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self._native_seen: set[str] = set()
+        self._hash_seen: dict[str, int] = {}
+
+    def build(self, row: Row, file_split: str) -> dict[str, Any]:
+        source = self.source
+        payload = task_payload(source.task, row)
+        if row.native_id is not None:
+            native = str(row.native_id)
+            if native in self._native_seen:
+                raise Reject("duplicate_id", f"native id {native!r} already seen in this source")
+            self._native_seen.add(native)
+            row_id = f"{source.id}/{native}"
+        else:
+            digest = content_hash(payload)
+            # Identical content repeats inside sources (Toyhom ships 378 duplicate rows); ids stay
+            # unique by order of appearance, and dedup later collapses the copies.
+            count = self._hash_seen.get(digest, 0) + 1
+            self._hash_seen[digest] = count
+            row_id = f"{source.id}/{digest}" if count == 1 else f"{source.id}/{digest}-{count}"
+        split = row.split or file_split
+        out = {
+            "id": row_id,
+            "source": source.id,
+            "split": split,
+            **payload,
+            "lang": "und",
+            "lang_score": 0.0,
+            "license": source.license,
+            "dup_count": 1,
+            "meta": json.dumps(row.meta, ensure_ascii=False, sort_keys=True, default=str),
+        }
+        problem = schema_problem(source.task, out)
+        if problem:
+            raise Reject("schema_violation", problem)
+        return out

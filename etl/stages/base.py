@@ -1,0 +1,63 @@
+"""What a cross-source stage is: a step over Arrow record batches that declares its columns.
+
+A stage may need one pass over the whole task first (`prepare`, e.g. dedup finds clusters from the
+key column only), then it maps each batch (`apply`), keeping, dropping or adding columns and rows.
+The executor checks the chain before running anything, streams batches through `apply`, and counts
+rows in and out per source for every stage, so a stage never needs its own bookkeeping for that.
+
+Columns starting with `_` are internal (`_row`: global ordinal in canonical order, `_priority`,
+`_key`, ...) and are never written to the output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+Scan = Callable[[list[str]], Iterator[pa.RecordBatch]]
+
+
+@dataclass
+class StageContext:
+    task: str
+    work_dir: Path                       # scratch space of this stage for this task (spills, indexes)
+    report_dir: Path                     # human-readable reports (e.g. dup clusters, decontam hits)
+    scan_eval: Scan                      # batches of every eval-role row of all tasks (for decontamination)
+    workers: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Stage:
+    """Base class. Subclasses set `name`, `reads`, `writes` and override `apply` (and `prepare` if global)."""
+
+    name: str = "stage"
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+
+    def prepare(self, scan: Scan, ctx: StageContext) -> None:
+        """Optional global pass: `scan(columns)` streams the task's rows as they reach this stage."""
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        raise NotImplementedError
+
+    def summary(self) -> dict[str, Any]:
+        """Stage-level figures for the manifest (parameters, totals); per-source counts are automatic."""
+        return {}
+
+    def removed_reason(self) -> str:
+        """The manifest counter that rows this stage drops are counted under."""
+        return self.name
+
+
+def check_chain(stages: list[Stage], available: set[str]) -> None:
+    """Fail before running anything if a stage reads a column no earlier step provides."""
+    columns = set(available)
+    for stage in stages:
+        missing = [c for c in stage.reads if c not in columns]
+        if missing:
+            raise ValueError(f"stage {stage.name!r} reads {missing}, which no earlier step writes")
+        columns.update(stage.writes)

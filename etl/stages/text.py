@@ -1,0 +1,27 @@
+"""The text of a row that matching works on: the whole document or conversation, per task."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SEPARATOR = "\n"
+
+
+def row_texts(batch: pa.RecordBatch | pa.Table, task: str) -> list[str]:
+    """One string per row: pretrain `text`; sft every turn's content; reward the prompt turns, then
+    chosen and rejected. SFT/reward keys thus cover whole conversations (issue 5): one question with
+    two different answers is two different texts."""
+    if task == "pretrain":
+        return batch.column("text").to_pylist()
+    if task == "sft":
+        return [SEPARATOR.join(t["content"] for t in turns) for turns in batch.column("messages").to_pylist()]
+    if task == "reward":
+        prompts = batch.column("prompt").to_pylist()
+        chosen = batch.column("chosen").to_pylist()
+        rejected = batch.column("rejected").to_pylist()
+        return [SEPARATOR.join([*(t["content"] for t in p), c, r]) for p, c, r in zip(prompts, chosen, rejected, strict=True)]
+    raise ValueError(f"unknown task {task!r}")
+
+
+def text_columns(task: str) -> list[str]:
+    return {"pretrain": ["text"], "sft": ["messages"], "reward": ["prompt", "chosen", "rejected"]}[task]

@@ -1,0 +1,160 @@
+"""End to end on real fixtures through a small catalogue of generic-format sources: conservation,
+exact content, determinism, failure isolation, validation, locking."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from etl.cli import main
+from etl.validate import validate_output
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+CATALOG = """
+build: {shard_max_bytes: 256MB}
+sources:
+  - {id: shennong_tcm, name: ShenNong-TCM, host: hf, repo: michaelwzhu/ShenNong_TCM_Dataset, revision: 7356f4f,
+     files: [ChatMed_TCM-v0.2.json], task: sft, format: query_response, license: apache-2.0, lang: zh}
+  - {id: medicalgpt_sft_medical, name: MedicalGPT medical SFT, host: github, repo: shibing624/MedicalGPT,
+     revision: 2f1008cfa49cbba69ff6f138c3b5e2fb0646bdc7, files: [data/sft/medical_sft_1K_format.jsonl],
+     task: sft, format: sharegpt, license: Apache-2.0, lang: zh}
+  - {id: chatdoctor_genmedgpt5k, name: GenMedGPT-5k, host: gdrive, file_id: 1nDTKZ3wZbZWTkFMBkxlamrzbNz0frugg,
+     filename: GenMedGPT-5k.json, task: sft, format: alpaca, license: Apache-2.0, lang: en}
+  - {id: medicalgpt_reward, name: MedicalGPT DPO, host: github, repo: shibing624/MedicalGPT,
+     revision: 2f1008cfa49cbba69ff6f138c3b5e2fb0646bdc7, files: [data/reward/dpo_zh_500.jsonl],
+     task: reward, format: preference, license: Apache-2.0, lang: zh}
+  - {id: medicalgpt_pretrain, name: MedicalGPT pretrain, host: github, repo: shibing624/MedicalGPT,
+     revision: 2f1008cfa49cbba69ff6f138c3b5e2fb0646bdc7, files: [data/pretrain/fever.txt],
+     task: pretrain, format: text, reader: text, license: Apache-2.0, lang: zh}
+  - {id: broken_lines, name: Broken, host: http, url: "https://example.org/broken.jsonl", task: sft,
+     format: query_response, license: MIT}
+"""
+
+
+def make_mirror(root: Path) -> Path:
+    mirror = root / "mirror"
+    for name in ("shennong_tcm", "medicalgpt_sft_medical", "chatdoctor_genmedgpt5k", "medicalgpt_reward",
+                 "medicalgpt_pretrain"):
+        shutil.copytree(FIXTURES / name, mirror / name)
+    broken = mirror / "broken_lines"
+    broken.mkdir(parents=True)
+    lines = ['{"query": "胃疼怎么办", "response": "少食多餐"}', '{"query": "头晕", "response": ',
+             '{"query": "发烧", "response": "   "}', '["not", "an", "object"]', '{"query": "咳嗽", "response": "多喝水"}']
+    (broken / "broken.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return mirror
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    (root / "sources.yaml").write_text(CATALOG, encoding="utf-8")
+    mirror = make_mirror(root)
+    code = main(["build", "--catalog", str(root / "sources.yaml"), "--mirror", str(mirror), "--out", str(root / "out")])
+    return root, mirror, code
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+
+
+def test_build_succeeds_and_output_is_valid(demo):
+    root, _, code = demo
+    assert code == 0
+    assert validate_output(root / "out") == []
+
+
+def test_conservation_per_source(demo):
+    root, _, _ = demo
+    for source_id, entry in manifest(root / "out")["sources"].items():
+        c = entry["counts"]
+        assert c["read"] == c["converted"] + c["rejected"] + c["filtered"], source_id
+        assert entry["status"] == "ok"
+    counts = manifest(root / "out")["sources"]["shennong_tcm"]["counts"]
+    assert counts["read"] == 40 and counts["converted"] == 40
+
+
+def test_bad_records_become_rejects_with_reasons(demo):
+    root, _, _ = demo
+    counts = manifest(root / "out")["sources"]["broken_lines"]["counts"]
+    assert counts["read"] == 5 and counts["converted"] == 2
+    assert counts["rejected_by_reason"] == {"bad_json": 1, "bad_record_type": 1, "empty_output": 1}
+    rejects = pq.read_table(next((root / "out" / "rejects").glob("*.parquet"))).to_pylist()
+    mine = {r["location"]: r for r in rejects if r["source"] == "broken_lines"}
+    assert mine["line 2"]["reason"] == "bad_json" and mine["line 2"]["raw"].startswith('{"query": "头晕"')
+    assert mine["line 3"]["reason"] == "empty_output" and mine["line 3"]["file"] == "broken.jsonl"
+    assert mine["line 4"]["reason"] == "bad_record_type"
+
+
+def test_exact_content_of_known_records(demo):
+    root, mirror, _ = demo
+    table = pq.read_table(next((root / "out" / "sft").glob("train-*.parquet"))).to_pylist()
+    first_line = (mirror / "shennong_tcm" / "ChatMed_TCM-v0.2.json").read_text(encoding="utf-8").splitlines()[0]
+    upstream = json.loads(first_line)
+    shennong = [r for r in table if r["source"] == "shennong_tcm"]
+    assert shennong[0]["messages"] == [{"role": "user", "content": upstream["query"]},
+                                       {"role": "assistant", "content": upstream["response"]}]
+    # GenMedGPT-5k: a CRLF JSON array with indent 6 and no final newline; alpaca instruction + blank line + input
+    genmed = json.loads((mirror / "chatdoctor_genmedgpt5k" / "GenMedGPT-5k.json").read_text(encoding="utf-8"))
+    row = next(r for r in table if r["source"] == "chatdoctor_genmedgpt5k")
+    assert row["messages"][0]["content"] == f"{genmed[0]['instruction']}\n\n{genmed[0]['input']}"
+    assert row["messages"][1]["content"] == genmed[0]["output"]
+    reward = pq.read_table(next((root / "out" / "reward").glob("train-*.parquet"))).to_pylist()
+    assert len(reward) == 34 and all(r["chosen"] != r["rejected"] for r in reward)
+    assert sum(1 for r in reward if r["prompt"][0]["role"] == "system") == 8
+
+
+def test_second_build_is_byte_identical(demo, tmp_path):
+    root, mirror, _ = demo
+    code = main(["build", "--catalog", str(root / "sources.yaml"), "--mirror", str(mirror), "--out", str(tmp_path / "out")])
+    assert code == 0
+    first, second = manifest(root / "out"), manifest(tmp_path / "out")
+    assert first == second
+    for shard in first["shards"]:
+        assert (root / "out" / shard["path"]).read_bytes() == (tmp_path / "out" / shard["path"]).read_bytes()
+
+
+def test_failed_source_is_reported_and_others_finish(demo, tmp_path, capsys):
+    root, mirror, _ = demo
+    catalog = CATALOG + """  - {id: missing_src, name: Missing, host: hf, repo: o/missing, files: [nope.json], task: sft,
+     format: alpaca, license: MIT}
+"""
+    (tmp_path / "sources.yaml").write_text(catalog, encoding="utf-8")
+    args = ["build", "--catalog", str(tmp_path / "sources.yaml"), "--mirror", str(mirror), "--out", str(tmp_path / "out")]
+    assert main(args) == 1
+    entry = manifest(tmp_path / "out")["sources"]["missing_src"]
+    assert entry["status"] == "failed" and "not in the mirror" in entry["error"]
+    assert manifest(tmp_path / "out")["sources"]["shennong_tcm"]["counts"]["written"] > 0
+    assert "missing_src" in capsys.readouterr().err
+    assert main([*args, "--keep-going"]) == 0
+
+
+def test_validate_detects_a_changed_shard(demo, tmp_path):
+    root, _, _ = demo
+    out = tmp_path / "copy"
+    shutil.copytree(root / "out", out, ignore=shutil.ignore_patterns(".work"))
+    shard = next((out / "sft").glob("train-*.parquet"))
+    shard.write_bytes(shard.read_bytes()[:-10])
+    problems = validate_output(out)
+    assert any("sha256 differs" in p for p in problems)
+    (out / "sft" / "train-00099-of-00099.parquet").write_bytes(b"x")
+    assert any("does not list" in p for p in validate_output(out))
+
+
+def test_a_live_lock_refuses_and_a_stale_one_is_taken_over(demo, tmp_path, capsys):
+    root, mirror, _ = demo
+    out = tmp_path / "out"
+    out.mkdir()
+    import os
+    import socket
+    args = ["build", "--catalog", str(root / "sources.yaml"), "--mirror", str(mirror), "--out", str(out),
+            "--sources", "shennong_tcm"]
+    (out / ".medcorpus.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    assert main(args) == 2
+    assert "another build" in capsys.readouterr().err
+    (out / ".medcorpus.lock").write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname()}))
+    assert main(args) == 0
+    assert "stale lock" in capsys.readouterr().err
+    assert not (out / ".medcorpus.lock").exists()
