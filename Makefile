@@ -21,9 +21,9 @@ demo: $(MEDCORPUS)
 	$(MEDCORPUS) validate out/demo
 
 ## The real build: fetch every enabled source from its host, then build out/.
+## With no dataset host reachable it builds from the bundled sample mirror instead, and says so.
 build-corpus: $(MEDCORPUS)
-	$(MEDCORPUS) fetch
-	$(MEDCORPUS) build --workers $(WORKERS)
+	$(MEDCORPUS) build --offline-mirror examples/mirror --workers $(WORKERS)
 	$(MEDCORPUS) validate out
 
 fetch: $(MEDCORPUS)

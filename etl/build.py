@@ -26,6 +26,7 @@ from etl import __version__
 from etl.catalog import TASKS, Catalog, Source
 from etl.conversion import Converted, convert_source
 from etl.executor import TaskRun, scan_parquet
+from etl.faults import checkpoint
 from etl.fetch.base import FetchedSource, FetchError
 from etl.fetch.mirror import MirrorFetcher
 from etl.read.base import SourceFileError
@@ -320,7 +321,8 @@ def source_entry(outcome: SourceOutcome) -> dict[str, Any]:
     }
 
 
-def make_manifest(catalog: Catalog, outcomes: list[SourceOutcome], shards: list[Shard]) -> dict[str, Any]:
+def make_manifest(catalog: Catalog, outcomes: list[SourceOutcome], shards: list[Shard],
+                  from_mirror: bool = False) -> dict[str, Any]:
     splits: dict[str, dict[str, dict[str, int]]] = {}
     for shard in shards:
         if shard.task == "rejects":
@@ -339,6 +341,7 @@ def make_manifest(catalog: Catalog, outcomes: list[SourceOutcome], shards: list[
         totals[f"sources_{outcome.status}"] += 1
     return {
         "tool": "medcorpus", "version": __version__, "config_hash": catalog.config_hash(),
+        "from_mirror": from_mirror,
         "build": catalog.build.model_dump(mode="json"),
         "sources": {o.source.id: source_entry(o) for o in outcomes},
         "splits": splits,
@@ -367,6 +370,7 @@ def commit_output(staging: Path, out: Path, manifest: dict[str, Any]) -> None:
             old.unlink()
         if (staging / name).exists():
             os.replace(staging / name, old)
+    checkpoint("commit")
     write_json_atomic(out / "manifest.json", manifest)
     shutil.rmtree(staging, ignore_errors=True)
 
@@ -397,7 +401,7 @@ def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> Bu
                 outcome.status = "skipped"
         shards = run_tasks(catalog, outcomes, staging, work_dir, options, reporter)
         shards += write_rejects(outcomes, staging, catalog.build.shard_max_bytes)
-        manifest = make_manifest(catalog, outcomes, shards)
+        manifest = make_manifest(catalog, outcomes, shards, from_mirror=options.mirror is not None)
         _write_card(staging, manifest, reporter)
         commit_output(staging, out, manifest)
     return BuildResult(manifest, outcomes)

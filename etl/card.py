@@ -37,14 +37,14 @@ OTHER_LICENSE_NAME = "medcorpus-mixed-upstream"
 
 # What each catalogue licence term means for a user of the corpus (shown in the licence section).
 TERM_NOTES = {
-    "non-commercial": "may not be used for commercial purposes (this includes models trained on them "
-                      "for a commercial product)",
-    "academic-only": "are licensed for academic research only",
-    "copyrighted": "are copyrighted by their authors without an open licence; use is at your own risk "
-                   "and may require the rights holders' permission",
-    "no-redistribution": "forbid redistribution; they are in this copy only because the publisher "
-                         "explicitly allowed it (`--allow-license`)",
-    "unclear": "have unclear licence terms upstream; check the upstream page before use",
+    "non-commercial": ("Non-commercial use only", "may not be used for commercial purposes, which includes "
+                       "training models for a commercial product"),
+    "academic-only": ("Academic research only", "are licensed for academic research and nothing else"),
+    "copyrighted": ("Copyrighted", "carry no open licence; use is at your own risk and may need the rights "
+                    "holders' permission"),
+    "no-redistribution": ("Redistribution forbidden upstream", "are in this copy only because the publisher "
+                          "explicitly allowed it (`medcorpus publish --allow-license`)"),
+    "unclear": ("Unclear licence", "have unclear terms upstream; check the upstream page before use"),
 }
 WARNED_TERMS = ("non-commercial", "academic-only", "copyrighted", "no-redistribution")
 
@@ -182,12 +182,14 @@ def _link(entry: dict) -> str:
 
 def _intro(manifest: dict, included: dict[str, dict]) -> str:
     rows = split_rows(manifest)
+    configs = [t for t in TASKS if sum(rows.get(t, {}).values()) > 0]
     lines = [
         "# MedCorpus",
         "",
         "A deduplicated, decontaminated Chinese/English medical corpus merged from "
-        f"{len(included)} public source{'s' if len(included) != 1 else ''}, in three configurations "
-        "that load directly with `datasets`:",
+        f"{len(included)} public source{'s' if len(included) != 1 else ''}, in "
+        f"{len(configs)} configuration{'s' if len(configs) != 1 else ''} "
+        f"({', '.join(f'`{t}`' for t in configs) or 'none'}) that load directly with `datasets`:",
         "",
         "| config | split | rows |",
         "|---|---|---:|",
@@ -262,9 +264,9 @@ def _licences(manifest: dict, included: dict[str, dict]) -> str:
         ids = sorted(by_term.get(term, []))
         if not ids:
             continue
-        marker = "> **Warning:** " if term in WARNED_TERMS else "> **Note:** "
-        lines += [f"{marker}{len(ids)} source{'s' if len(ids) != 1 else ''} "
-                  f"({', '.join(f'`{i}`' for i in ids)}) {TERM_NOTES[term]}.", ""]
+        kind = "Warning" if term in WARNED_TERMS else "Note"
+        title, text = TERM_NOTES[term]
+        lines += [f"> **{kind}: {title}.** These sources {text}: {', '.join(f'`{i}`' for i in ids)}.", ""]
     unrestricted = sorted(sid for sid, e in included.items() if not e.get("license_terms"))
     if unrestricted:
         lines += ["Sources with no restrictive terms recorded in the catalogue: "
@@ -329,6 +331,9 @@ def _build(manifest: dict) -> str:
         lines[-1] += ", no decontamination"
     lines[-1] += (", language tagging" + (f" ({', '.join(langid.get('langs') or [])})" if langid else "")
                   + ", and sharded Parquet writing in a deterministic row order.")
+    if manifest.get("from_mirror"):
+        lines += ["", "> **Note:** this copy was built from a local mirror (`--mirror`), e.g. the bundled "
+                  "samples, not necessarily from the full upstream datasets."]
     lines += ["", "Dedup keeps, in each cluster, the row of the source with the highest priority, then the "
               "longest, then the smallest id.", "", "Full build configuration:", "", "```json",
               json.dumps(build, sort_keys=True, indent=2, ensure_ascii=False), "```", ""]

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import pkgutil
+import socket
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 from rich.console import Console
 from rich.table import Table
@@ -85,16 +88,31 @@ def add_build_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="output folder (default: build.out of the catalogue)")
     parser.add_argument("--cache", type=Path, help="download cache (default: $MEDCORPUS_CACHE or ~/.cache/medcorpus)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes for conversion (default 1)")
+    parser.add_argument("--offline-mirror", type=Path, metavar="DIR",
+                        help="when no dataset host can be reached, build from this mirror instead (with a warning)")
     parser.add_argument("--keep-going", action="store_true", help="exit 0 even when some sources failed")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     catalog = open_catalog(args.catalog)
+    mirror = args.mirror
+    if mirror is None and args.offline_mirror is not None and not hosts_reachable():
+        print(f"warning: no dataset host is reachable; building from the sample mirror {args.offline_mirror} "
+              "instead (the output holds the bundled samples, not the full datasets)", file=sys.stderr)
+        mirror = args.offline_mirror
     options = BuildOptions(out=args.out or Path(catalog.build.out), source_ids=args.sources, tasks=args.tasks,
-                           mirror=args.mirror, cache_dir=args.cache, workers=max(1, args.workers),
+                           mirror=mirror, cache_dir=args.cache, workers=max(1, args.workers),
                            keep_going=args.keep_going, force_fetch=getattr(args, "force", False))
     with Reporter() as reporter:
-        result = run_build(catalog, options, reporter)
+        try:
+            result = run_build(catalog, options, reporter)
+        except OSError as exc:
+            # A full disk or a permission error: the previous complete output is untouched (the new one
+            # was being staged beside it); say what happened and where.
+            print(f"error: the build could not write its output: {exc.strerror or exc} "
+                  f"({Path(exc.filename).name if exc.filename else options.out}); the previous output in "
+                  f"{options.out} is unchanged", file=sys.stderr)
+            return 1
     print_summary(result)
     failed = result.failed
     if failed:
@@ -102,6 +120,18 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"{len(failed)} source(s) failed: {names}", file=sys.stderr)
         return 0 if args.keep_going else 1
     return 0
+
+
+def hosts_reachable(timeout: float = 3.0) -> bool:
+    """Whether any dataset host answers a TCP connection (HF_ENDPOINT's host counts for the Hub)."""
+    hub = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    for host, port in ((hub.hostname or "huggingface.co", hub.port or 443), ("github.com", 443)):
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            return True
+        except OSError:
+            continue
+    return False
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
@@ -121,14 +151,15 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 def print_summary(result: BuildResult) -> None:
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
-    table = Table("source", "task", "status", "read", "converted", "rejected (by reason)", "filtered",
+    table = Table("source", "task", "status", "converted from", "read", "converted", "rejected (by reason)", "filtered",
                   "eval", "exact dup", "near dup", "decontam.", "written", title="build summary")
     for outcome in result.outcomes:
         counts = result.manifest["sources"][outcome.source.id]["counts"]
         reasons = ", ".join(f"{k} {v}" for k, v in counts.get("rejected_by_reason", {}).items())
         rejected = f"{counts.get('rejected', 0)}" + (f" ({reasons})" if reasons else "")
         status = outcome.status
-        table.add_row(outcome.source.id, outcome.source.task, status,
+        origin = "" if outcome.converted is None else ("cache" if outcome.converted.from_cache else "files")
+        table.add_row(outcome.source.id, outcome.source.task, status, origin,
                       *(str(counts.get(k, 0)) for k in ("read", "converted")), rejected,
                       *(str(counts.get(k, 0)) for k in ("filtered", "eval_rows", "exact_dup", "near_dup",
                                                           "decontaminated", "written")))
@@ -136,6 +167,9 @@ def print_summary(result: BuildResult) -> None:
     for outcome in result.failed:
         console.print(f"{outcome.source.id}: {outcome.error}", markup=False, style="red")
     totals = result.manifest["totals"]
+    reconverted = [o.source.id for o in result.outcomes if o.converted and not o.converted.from_cache]
+    cached = [o.source.id for o in result.outcomes if o.converted and o.converted.from_cache]
+    console.print(f"re-converted: {', '.join(reconverted) or 'none'}; from cache: {len(cached)} source(s)", markup=False)
     console.print(f"written {totals.get('written', 0)} rows; rejected {totals.get('rejected', 0)} records; "
                   f"{len(result.failed)} source(s) failed", markup=False)
 

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from etl import __version__
 from etl.catalog import Source
 from etl.convert.base import Filtered, RecordContext, Reject, get_converter
+from etl.faults import checkpoint
 from etl.fetch.base import FetchedSource
 from etl.read.base import RawRecord, ReadError, SourceFileError, cut, get_reader
 from etl.rows import RowBuilder
@@ -141,8 +142,9 @@ def convert_source(source: Source, fetched: FetchedSource, work_dir: Path) -> Co
         counts = json.loads((final / "counts.json").read_text(encoding="utf-8"))
         return Converted(source.id, key, final, counts, from_cache=True)
 
+    for leftover in final.parent.glob(".*.tmp-*") if final.parent.exists() else ():
+        shutil.rmtree(leftover, ignore_errors=True)  # an interrupted conversion of an earlier run
     staging = final.parent / f".{key}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     converter = get_converter(source.format)
     schema = arrow_schema(source.task)
@@ -154,6 +156,8 @@ def convert_source(source: Source, fetched: FetchedSource, work_dir: Path) -> Co
     try:
         for item in _records(source, fetched):
             counts.read += 1
+            if counts.read == 2:
+                checkpoint(f"convert:{source.id}")
             if isinstance(item, ReadError):
                 counts.rejected += 1
                 counts.rejected_by_reason[item.reason] += 1

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from etl.faults import checkpoint
 from etl.stages.base import Scan, Stage, StageContext, check_chain
 
 BATCH_ROWS = 10_000
@@ -65,6 +66,7 @@ class TaskRun:
                 ctx = StageContext(self.task, self.work_dir / stage.name, self.report_dir, self.scan_eval, self.workers)
                 ctx.work_dir.mkdir(parents=True, exist_ok=True)
                 stage.prepare(lambda cols, src=current: src(cols), ctx)
+                checkpoint(f"stage:{stage.name}")
             segment.append(stage)
         yield from self._apply(current, segment)
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from etl.faults import checkpoint
+
 
 @dataclass(frozen=True)
 class Shard:
@@ -82,6 +84,7 @@ class ShardedWriter:
                 take = 1
             piece = head.slice(offset, take)
             self._ensure_writer().write_table(piece, row_group_size=self.row_group_rows)
+            checkpoint(f"write:{self.task}")
             self._shard_bytes += piece.nbytes
             self._shard_rows += piece.num_rows
             offset += take

@@ -12,18 +12,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-TURN = pa.struct([("role", pa.string()), ("content", pa.string())])
-COMMON = [("id", pa.string()), ("source", pa.string()), ("split", pa.string()), ("lang", pa.string()),
-          ("lang_score", pa.float32()), ("license", pa.string()), ("dup_count", pa.int32()),
-          ("meta", pa.string())]
-SCHEMAS = {
-    "pretrain": pa.schema([*COMMON, ("text", pa.string())]),
-    "sft": pa.schema([*COMMON, ("messages", pa.list_(TURN))]),
-    "reward": pa.schema([*COMMON, ("prompt", pa.list_(TURN)), ("chosen", pa.string()),
-                         ("rejected", pa.string())]),
-    "rejects": pa.schema([("source", pa.string()), ("file", pa.string()), ("location", pa.string()),
-                          ("reason", pa.string()), ("message", pa.string()), ("raw", pa.string())]),
-}
+from etl.schemas import REJECTS_SCHEMA, arrow_schema
+
+SCHEMAS = {task: arrow_schema(task) for task in ("pretrain", "sft", "reward")} | {"rejects": REJECTS_SCHEMA}
 
 SOURCES: dict[str, dict[str, Any]] = {
     "med_wiki": {"name": "Medical Wiki", "task": "pretrain", "license": "CC BY-SA 4.0", "license_terms": [],

@@ -10,41 +10,7 @@ import pytest
 
 from etl.cli import main
 from etl.validate import validate_output
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-CATALOG = """
-build: {shard_max_bytes: 256MB}
-sources:
-  - {id: shennong_tcm, name: ShenNong-TCM, host: hf, repo: michaelwzhu/ShenNong_TCM_Dataset, revision: 7356f4f,
-     files: [ChatMed_TCM-v0.2.json], task: sft, format: query_response, license: apache-2.0, lang: zh}
-  - {id: medicalgpt_sft_medical, name: MedicalGPT medical SFT, host: github, repo: shibing624/MedicalGPT,
-     revision: 2f1008cfa49cbba69ff6f138c3b5e2fb0646bdc7, files: [data/sft/medical_sft_1K_format.jsonl],
-     task: sft, format: sharegpt, license: Apache-2.0, lang: zh}
-  - {id: chatdoctor_genmedgpt5k, name: GenMedGPT-5k, host: gdrive, file_id: 1nDTKZ3wZbZWTkFMBkxlamrzbNz0frugg,
-     filename: GenMedGPT-5k.json, task: sft, format: alpaca, license: Apache-2.0, lang: en}
-  - {id: medicalgpt_reward, name: MedicalGPT DPO, host: github, repo: shibing624/MedicalGPT,
-     revision: 2f1008cfa49cbba69ff6f138c3b5e2fb0646bdc7, files: [data/reward/dpo_zh_500.jsonl],
-     task: reward, format: preference, license: Apache-2.0, lang: zh}
-  - {id: medicalgpt_pretrain, name: MedicalGPT pretrain, host: github, repo: shibing624/MedicalGPT,
-     revision: 2f1008cfa49cbba69ff6f138c3b5e2fb0646bdc7, files: [data/pretrain/fever.txt],
-     task: pretrain, format: text, reader: text, license: Apache-2.0, lang: zh}
-  - {id: broken_lines, name: Broken, host: http, url: "https://example.org/broken.jsonl", task: sft,
-     format: query_response, license: MIT}
-"""
-
-
-def make_mirror(root: Path) -> Path:
-    mirror = root / "mirror"
-    for name in ("shennong_tcm", "medicalgpt_sft_medical", "chatdoctor_genmedgpt5k", "medicalgpt_reward",
-                 "medicalgpt_pretrain"):
-        shutil.copytree(FIXTURES / name, mirror / name)
-    broken = mirror / "broken_lines"
-    broken.mkdir(parents=True)
-    lines = ['{"query": "胃疼怎么办", "response": "少食多餐"}', '{"query": "头晕", "response": ',
-             '{"query": "发烧", "response": "   "}', '["not", "an", "object"]', '{"query": "咳嗽", "response": "多喝水"}']
-    (broken / "broken.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return mirror
+from tests.helpers_build import CATALOG, make_mirror
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +109,7 @@ def test_validate_detects_a_changed_shard(demo, tmp_path):
     assert any("does not list" in p for p in validate_output(out))
 
 
-def test_a_live_lock_refuses_and_a_stale_one_is_taken_over(demo, tmp_path, capsys):
+def test_a_live_lock_refuses_and_a_stale_one_is_taken_over(demo, tmp_path, capsys, caplog):
     root, mirror, _ = demo
     out = tmp_path / "out"
     out.mkdir()
@@ -154,7 +120,7 @@ def test_a_live_lock_refuses_and_a_stale_one_is_taken_over(demo, tmp_path, capsy
     (out / ".medcorpus.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
     assert main(args) == 2
     assert "another build" in capsys.readouterr().err
-    (out / ".medcorpus.lock").write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname()}))
+    (out / ".medcorpus.lock").write_text(json.dumps({"pid": 4206649, "host": socket.gethostname()}))
     assert main(args) == 0
-    assert "stale lock" in capsys.readouterr().err
+    assert "taking over a stale lock left by pid 4206649" in caplog.text
     assert not (out / ".medcorpus.lock").exists()

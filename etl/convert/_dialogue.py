@@ -27,6 +27,17 @@ def merge_utterances(utterances: Iterable[tuple[str, str]], joiner: str = "\n") 
     return turns
 
 
+def with_opening(opening: str, turns: list[Turn]) -> list[Turn]:
+    """Put the patient's written account (MedDialog description, IMCS self-report) first: it opens
+    the first patient turn, or becomes that turn when the doctor speaks first."""
+    opening = opening.strip()
+    if not opening:
+        return turns
+    if turns and turns[0].role == "user":
+        return [Turn("user", f"{opening}\n\n{turns[0].content}"), *turns[1:]]
+    return [Turn("user", opening), *turns]
+
+
 def finish_dialogue(turns: list[Turn], meta: dict[str, Any]) -> list[Turn]:
     """Make merged turns a trainable conversation: a closing patient message nobody answered (thanks,
     "new files uploaded") is moved to `meta["unanswered"]`; a dialogue without any doctor reply is

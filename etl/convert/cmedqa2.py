@@ -11,30 +11,29 @@ from __future__ import annotations
 
 import csv
 import io
-import zipfile
 from collections.abc import Iterator
 from typing import Any
 
 from etl.convert.base import RecordContext, Reject, Row, Turn, converter
 from etl.convert.fieldtools import get_str, require_mapping
 from etl.read.base import RawRecord, ReadError, ReadItem, SourceFile, SourceFileError, reader
+from etl.read.containers import open_members
+from etl.read.encoding import decoded_stream
 
 # candidate file name prefix → split of its questions
 _CANDIDATE_SPLITS = {"dev": "validation", "test": "test", "train": "train"}
 
 
-def _zip_csv(file: SourceFile, encoding: str) -> tuple[str, Iterator[dict[str, str]]]:
-    """The single CSV member of one of the zips, as dict rows."""
-    try:
-        archive = zipfile.ZipFile(file.path)
-    except zipfile.BadZipFile as exc:
-        raise SourceFileError(file.relpath, "bad_zip", str(exc)) from None
-    members = [m for m in archive.infolist() if not m.is_dir()]
-    if len(members) != 1:
-        raise SourceFileError(file.relpath, "bad_zip", f"expected one member, found {len(members)}")
-    member = members[0]
-    handle = io.TextIOWrapper(archive.open(member), encoding=encoding, newline="")
-    return member.filename, csv.DictReader(handle)
+def _csv_rows(file: SourceFile, options: dict[str, Any]) -> Iterator[tuple[str, int, dict[str, str]]]:
+    """`(member label, row number, row)` for the CSV inside one of the zips."""
+    for label, stream in open_members(file, options):
+        encoding, stream = decoded_stream(label, stream, options)
+        try:
+            rows = csv.DictReader(io.TextIOWrapper(stream, encoding=encoding, newline=""))
+            for number, row in enumerate(rows, 1):
+                yield label, number, row
+        except UnicodeDecodeError as exc:
+            raise SourceFileError(label, "bad_encoding", str(exc)) from exc
 
 
 def _role_of(file: SourceFile) -> str:
@@ -52,7 +51,6 @@ def _role_of(file: SourceFile) -> str:
 def read_cmedqa2(files: list[SourceFile], options: dict[str, Any]) -> Iterator[ReadItem]:
     """Join answers to questions. Records: `{ans_id, question_id, question, answer, split}` where split
     is `validation`/`test` for questions with a positive in dev/test candidates, else `train`."""
-    encoding = options.get("encoding", "utf-8")
     by_role: dict[str, list[SourceFile]] = {"question": [], "answer": [], "candidates": []}
     for file in files:
         by_role[_role_of(file)].append(file)
@@ -62,19 +60,15 @@ def read_cmedqa2(files: list[SourceFile], options: dict[str, Any]) -> Iterator[R
     held_out: dict[str, str] = {}
     for file in by_role["candidates"]:
         split = _CANDIDATE_SPLITS.get(file.relpath.rsplit("/", 1)[-1].split("_")[0], "train")
-        _, rows = _zip_csv(file, "ascii")
-        for row in rows:
+        for _, _, row in _csv_rows(file, options):
             if row.get("label") == "1" and split != "train":
                 held_out[row["question_id"]] = split
     questions: dict[str, str] = {}
     for file in by_role["question"]:
-        _, rows = _zip_csv(file, encoding)
-        for row in rows:
+        for _, _, row in _csv_rows(file, options):
             questions[row["question_id"]] = row["content"]
     for file in by_role["answer"]:
-        member, rows = _zip_csv(file, encoding)
-        where = f"{file.relpath}!{member}"
-        for number, row in enumerate(rows, 1):
+        for where, number, row in _csv_rows(file, options):
             qid = row.get("question_id") or ""
             if qid not in questions:
                 yield ReadError(where, f"row {number}", "unknown_question_id",

@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from etl.convert.base import RecordContext, Reject, Row, Turn, converter
-from etl.convert.fieldtools import get_list, get_str, join_instruction, native_id, require_mapping, rest_as_meta
+from etl.convert.fieldtools import (
+    get_list,
+    get_str,
+    join_instruction,
+    native_id,
+    require_mapping,
+    rest_as_meta,
+)
 
 
 @converter("ranked_output", tasks=("reward",), reader="json")

@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Any
 
-from etl.convert._dialogue import finish_dialogue, merge_utterances
-from etl.convert._textfile import decode_guess
-from etl.convert.base import RecordContext, Reject, Row, Turn, converter
+from etl.convert._dialogue import finish_dialogue, merge_utterances, with_opening
+from etl.convert.base import RecordContext, Reject, Row, converter
 from etl.convert.fieldtools import get_str, require_mapping
 from etl.read.base import RawRecord, ReadError, ReadItem, SourceFile, cut, reader
+from etl.read.containers import open_members
+from etl.read.encoding import text_lines
 
 _RECORD_START = re.compile(r"^id=(\d+)\s*$")
 _SPEAKER = re.compile(r"^\s*(病人|医生|Patient|Doctor|patient|doctor)\s*[:：]\s*$")
@@ -29,21 +30,32 @@ _SECTIONS = {"Doctor faculty": "faculty", "Description": "description", "Dialogu
 
 @reader("meddialog_raw")
 def read_meddialog_raw(files: list[SourceFile], options: dict[str, Any]) -> Iterator[ReadItem]:
-    """One record per `id=` block: `{"id", "text", "encoding"}`; the encoding is detected per file
-    (some zh years are reportedly GB2312). Location: `line N` of the `id=` line."""
+    """One record per `id=` block: `{"id", "text"}`, location the `id=` line. The encoding is detected
+    per file (some zh years are reportedly GB2312, read as its superset GB18030)."""
     for file in files:
-        text, encoding = decode_guess(file.path.read_bytes())
-        lines = text.replace("\r\n", "\n").split("\n")
-        starts = [i for i, line in enumerate(lines) if _RECORD_START.match(line)]
-        preamble = "\n".join(lines[: starts[0] if starts else len(lines)])
-        if preamble.strip():
-            yield ReadError(file.relpath, "line 1", "text_outside_record", "text before the first `id=` line",
-                            cut(preamble))
-        for index, start in enumerate(starts):
-            end = starts[index + 1] if index + 1 < len(starts) else len(lines)
-            record_id = _RECORD_START.match(lines[start]).group(1)  # type: ignore[union-attr]
-            yield RawRecord(file.relpath, f"line {start + 1}",
-                            {"id": record_id, "text": "\n".join(lines[start:end]), "encoding": encoding})
+        for label, stream in open_members(file, options):
+            start, lines = 0, []
+            for item in text_lines(label, stream, options):
+                if isinstance(item, ReadError):
+                    yield item
+                    continue
+                number, line = item
+                if _RECORD_START.match(line):
+                    if start:
+                        yield _raw_record(label, start, lines)
+                    start, lines = number, []
+                elif not start and line.strip():
+                    yield ReadError(label, f"line {number}", "text_outside_record",
+                                    "text before the first `id=` line", cut(line))
+                    continue
+                lines.append(line)
+            if start:
+                yield _raw_record(label, start, lines)
+
+
+def _raw_record(label: str, start: int, lines: list[str]) -> RawRecord:
+    record_id = _RECORD_START.match(lines[0]).group(1)  # type: ignore[union-attr]
+    return RawRecord(label, f"line {start}", {"id": record_id, "text": "\n".join(lines)})
 
 
 def _description(lines: list[str]) -> str:
@@ -86,7 +98,7 @@ def parse_raw_dialogue(text: str) -> dict[str, Any]:
         if speaker:
             utterances.append((_ROLE[speaker.group(1).lower()], []))
         elif utterances:
-            utterances[-1][1].append(line)
+            utterances[-1][1].append(line.strip())
         elif line.strip():
             raise Reject("text_before_speaker", "dialogue text before the first speaker line")
     return {
@@ -99,17 +111,8 @@ def parse_raw_dialogue(text: str) -> dict[str, Any]:
 
 def dialogue_row(description: str, utterances: list[tuple[str, str]], meta: dict[str, Any],
                  native: str | None) -> Row:
-    """The description opens the first patient turn (or is that turn when the doctor speaks first)."""
-    if description.strip():
-        utterances = [("user", description), *utterances]
-    turns = merge_utterances(utterances, joiner="\n")
-    if turns and turns[0].role == "user" and description.strip() and len(utterances) > 1 \
-            and utterances[1][0] == "user":
-        # merged description + first patient message: separate them by a blank line, not a newline
-        first = turns[0].content
-        turns[0] = Turn("user", description.strip() + "\n\n" + first[len(description.strip()):].lstrip("\n"))
-    turns = finish_dialogue(turns, meta)
-    return Row(messages=turns, native_id=native, meta=meta)
+    turns = with_opening(description, merge_utterances(utterances))
+    return Row(messages=finish_dialogue(turns, meta), native_id=native, meta=meta)
 
 
 @converter("meddialog_raw", tasks=("sft",), reader="meddialog_raw")

@@ -9,6 +9,8 @@ from typing import Any
 from etl.convert.base import RecordContext, Reject, Row, Turn, converter
 from etl.convert.fieldtools import get_str, require_mapping, rest_as_meta
 from etl.read.base import RawRecord, ReadError, ReadItem, SourceFile, cut, reader
+from etl.read.containers import open_members
+from etl.read.encoding import text_lines
 
 # `ask` placeholders meaning "no further detail": the title is then the whole question.
 _EMPTY_ASK = {"", "无", "无。"}
@@ -46,24 +48,30 @@ def toyhom(record: Any, ctx: RecordContext) -> list[Row]:
 @reader("toyhom_txt")
 def read_toyhom_txt(files: list[SourceFile], options: dict[str, Any]) -> Iterator[ReadItem]:
     """`内科.txt` blocks: `title,ask` on the first line, the answer on the next, blocks separated by
-    blank lines. Records are `{"title", "ask", "answer"}`; location `block N`."""
-    encoding = options.get("encoding", "gb18030")
+    blank lines. Records are `{"title", "ask", "answer"}`; location: the block's first line."""
     for file in files:
-        try:
-            text = file.path.read_bytes().decode(encoding)
-        except UnicodeDecodeError as exc:
-            yield ReadError(file.relpath, "file", "bad_encoding", str(exc), "")
-            continue
-        blocks = [b for b in text.replace("\r\n", "\n").split("\n\n") if b.strip()]
-        for number, block in enumerate(blocks, 1):
-            lines = block.strip("\n").split("\n")
-            head, comma, ask = lines[0].partition(",")
-            if len(lines) < 2 or not comma:
-                yield ReadError(file.relpath, f"block {number}", "bad_block",
-                                "expected a `title,ask` line followed by the answer", cut(block))
-                continue
-            yield RawRecord(file.relpath, f"block {number}",
-                            {"title": head, "ask": ask, "answer": "\n".join(lines[1:])})
+        for label, stream in open_members(file, options):
+            block: list[tuple[int, str]] = []
+            for item in [*text_lines(label, stream, options), (0, "")]:
+                if isinstance(item, ReadError):
+                    yield item
+                    continue
+                number, line = item
+                if line.strip():
+                    block.append((number, line))
+                    continue
+                if block:
+                    yield _toyhom_block(label, block)
+                    block = []
+
+
+def _toyhom_block(label: str, block: list[tuple[int, str]]) -> ReadItem:
+    where = f"line {block[0][0]}"
+    title, comma, ask = block[0][1].partition(",")
+    if len(block) < 2 or not comma:
+        return ReadError(label, where, "bad_block", "expected a `title,ask` line followed by the answer",
+                         cut("\n".join(line for _, line in block)))
+    return RawRecord(label, where, {"title": title, "ask": ask, "answer": "\n".join(line for _, line in block[1:])})
 
 
 @converter("toyhom_txt", tasks=("sft",), reader="toyhom_txt")

@@ -7,39 +7,38 @@ label is checked: a value other than 0/1 means the configured order is wrong and
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Iterator
 from typing import Any
 
-from etl.convert._textfile import decode_guess
 from etl.convert.base import Filtered, RecordContext, Reject, Row, Turn, converter
 from etl.convert.fieldtools import get_str, require_mapping, rest_as_meta
-from etl.read.base import RawRecord, ReadError, ReadItem, SourceFile, SourceFileError, cut, reader
+from etl.read.base import RawRecord, ReadError, ReadItem, SourceFile, cut, reader
+from etl.read.containers import open_members
+from etl.read.encoding import text_lines
 
 DEFAULT_COLUMNS = ("id", "label", "category", "question", "answer")
 
 
 @reader("webmedqa")
 def read_webmedqa(files: list[SourceFile], options: dict[str, Any]) -> Iterator[ReadItem]:
-    """Each `.txt` member of each zip; a line becomes a dict keyed by `options.columns`."""
+    """Every member of every zip (encoding detected per member); a line becomes a dict keyed by
+    `options.columns`. A Git LFS pointer instead of the zip fails the source with `lfs_pointer`."""
     columns = tuple(options.get("columns", DEFAULT_COLUMNS))
     for file in files:
-        try:
-            archive = zipfile.ZipFile(file.path)
-        except zipfile.BadZipFile as exc:
-            raise SourceFileError(file.relpath, "bad_zip", str(exc)) from None
-        for member in sorted(m.filename for m in archive.infolist() if m.filename.endswith(".txt")):
-            text, _ = decode_guess(archive.read(member))
-            where = f"{file.relpath}!{member}"
-            for number, line in enumerate(text.splitlines(), 1):
+        for label, stream in open_members(file, options):
+            for item in text_lines(label, stream, options):
+                if isinstance(item, ReadError):
+                    yield item
+                    continue
+                number, line = item
                 if not line.strip():
                     continue
                 parts = line.split("\t")
                 if len(parts) != len(columns):
-                    yield ReadError(where, f"line {number}", "bad_column_count",
+                    yield ReadError(label, f"line {number}", "bad_column_count",
                                     f"expected {len(columns)} tab-separated columns, found {len(parts)}", cut(line))
                     continue
-                yield RawRecord(where, f"line {number}", dict(zip(columns, parts, strict=True)))
+                yield RawRecord(label, f"line {number}", dict(zip(columns, parts, strict=True)))
 
 
 @converter("webmedqa", tasks=("sft",), reader="webmedqa")

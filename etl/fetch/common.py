@@ -17,7 +17,7 @@ from etl.catalog import Source
 from etl.fetch.base import FetchedFile, FetchedSource, FetchError, local_patterns, verify_declared
 from etl.fetch.cache import SourceCache
 from etl.fetch.lock import LockEntry
-from etl.fetch.net import RetryPolicy, public_url
+from etl.fetch.net import RetryPolicy, record_url
 from etl.fetch.progress import FileProgress, LogReporter, Reporter
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -139,9 +139,11 @@ class HostFetcher:
         if not known:
             assert source.revision is not None
             revision = self.resolve(source)
-            SourceCache(self.cache_root, source.id, None).__class__(self.cache_root, source.id, revision)
             SourceCache(self.cache_root, source.id, revision).remember_ref(source.revision, revision)
         cache = SourceCache(self.cache_root, source.id, revision)
+        if not known and not force and (hit := self.from_cache(source, cache, patterns, locked)) is not None:
+            verify_declared(source, list(hit.files))
+            return hit
         files = [self.bring(source, revision, cache, item, force, locked)
                  for item in self.plan(source, revision, patterns)]
         cache.mark_complete(patterns, [f.relpath for f in files])
@@ -160,5 +162,5 @@ class HostFetcher:
         tmp.parent.mkdir(parents=True, exist_ok=True)
         with self.reporter.file(source.id, item.relpath, item.size) as progress:
             self.download(source, revision, item, tmp, progress)
-        return cache.commit(item.relpath, tmp, public_url(item.url), expected_sha256=expected,
+        return cache.commit(item.relpath, tmp, record_url(item.url), expected_sha256=expected,
                             expected_size=item.size)

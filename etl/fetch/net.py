@@ -55,6 +55,15 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def record_url(url: str) -> str:
+    """A URL fit for the cache record: user info removed (queries of the URLs we record carry no secrets)."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
+
 class TransientError(Exception):
     """A failure worth retrying (5xx, timeout, reset, short body)."""
 
@@ -191,3 +200,10 @@ class Transport:
                     raise TransientError(f"transfer cut after {written} of {total} bytes of {public_url(url)}")
                 return response.headers
         return self.retry.run(f"download {public_url(url)}", attempt, self.source_id)
+
+
+def looks_like_html(path: Path) -> bool:
+    """True when a file starts like an HTML page (an error, login or quota page served instead of data)."""
+    with open(path, "rb") as handle:
+        head = handle.read(2048).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<meta", b"<script", b"<title"))

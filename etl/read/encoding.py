@@ -84,11 +84,11 @@ def strip_eol(text: str) -> str:
     return text.rstrip("\r\n")
 
 
-def text_lines(label: str, stream: BinaryIO, options: Mapping[str, Any]) -> Iterator[tuple[int, str] | ReadError]:
-    """Decoded lines without their terminators as `(line number, text)`; a line that is too long or not
-    valid in the file's encoding becomes a ReadError (`line_too_long`, `bad_encoding`) and the next
-    lines go on."""
-    encoding, stream = decoded_stream(label, stream, options)
+def decoded_lines(label: str, encoding: str, stream: BinaryIO,
+                  options: Mapping[str, Any]) -> Iterator[tuple[int, str] | ReadError]:
+    """Lines of a stream prepared by `decoded_stream`, without their terminators, as `(number, text)`.
+    A line that is too long or not valid in `encoding` becomes a ReadError (`line_too_long`,
+    `bad_encoding`) and the next lines go on."""
     for line in iter_lines(stream, int(options.get("max_line_bytes", MAX_LINE_BYTES))):
         where = f"line {line.number}"
         if line.too_long:
@@ -101,3 +101,9 @@ def text_lines(label: str, stream: BinaryIO, options: Mapping[str, Any]) -> Iter
                             cut(line.data))
             continue
         yield line.number, strip_eol(text)
+
+
+def text_lines(label: str, stream: BinaryIO, options: Mapping[str, Any]) -> Iterator[tuple[int, str] | ReadError]:
+    """`decoded_lines` of a raw byte stream, its encoding detected (or declared)."""
+    encoding, stream = decoded_stream(label, stream, options)
+    return decoded_lines(label, encoding, stream, options)

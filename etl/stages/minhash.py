@@ -84,13 +84,7 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int
     doc = np.repeat(np.arange(docs, dtype=np.int64), np.diff(offsets))
     slot = doc * num_perm + (salted % _U64(num_perm)).astype(np.int64)
     value = ((salted >> _U64(32)) & _MASK32).astype(np.uint32)
-    # The bin minimum: sort by (slot, value) once and keep the first of every slot.
-    order = np.lexsort((value, slot))
-    slot, value = slot[order], value[order]
-    first = np.ones(slot.size, dtype=bool)
-    first[1:] = slot[1:] != slot[:-1]
-    flat = sig.reshape(-1)
-    flat[slot[first]] = value[first]
+    np.minimum.at(sig.reshape(-1), slot, value)
     _densify(sig, np.diff(offsets) > 0, seed)
     return sig
 

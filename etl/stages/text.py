@@ -25,3 +25,31 @@ def row_texts(batch: pa.RecordBatch | pa.Table, task: str) -> list[str]:
 
 def text_columns(task: str) -> list[str]:
     return {"pretrain": ["text"], "sft": ["messages"], "reward": ["prompt", "chosen", "rejected"]}[task]
+
+
+def prompt_texts(batch: pa.RecordBatch | pa.Table, task: str) -> list[str]:
+    """The asking side of each row, which is what a benchmark item is recognised by: pretrain `text`;
+    sft user turns; reward prompt user turns."""
+    if task == "pretrain":
+        return batch.column("text").to_pylist()
+    column = "messages" if task == "sft" else "prompt"
+    if task not in ("sft", "reward"):
+        raise ValueError(f"unknown task {task!r}")
+    return [SEPARATOR.join(t["content"] for t in turns if t["role"] == "user")
+            for turns in batch.column(column).to_pylist()]
+
+
+def dialogue_texts(batch: pa.RecordBatch | pa.Table, task: str) -> list[str]:
+    """What a row's language is judged on: user and assistant text, no system prompt (issue 5); for
+    reward the prompt's user/assistant turns and the chosen reply."""
+    if task == "pretrain":
+        return batch.column("text").to_pylist()
+    if task == "sft":
+        return [SEPARATOR.join(t["content"] for t in turns if t["role"] != "system")
+                for turns in batch.column("messages").to_pylist()]
+    if task == "reward":
+        prompts = batch.column("prompt").to_pylist()
+        chosen = batch.column("chosen").to_pylist()
+        return [SEPARATOR.join([*(t["content"] for t in p if t["role"] != "system"), c])
+                for p, c in zip(prompts, chosen, strict=True)]
+    raise ValueError(f"unknown task {task!r}")

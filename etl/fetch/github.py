@@ -1,0 +1,122 @@
+"""GitHub repositories: files at a pinned commit from raw URLs, Git LFS pointers resolved and checked.
+
+A branch or tag is resolved to a commit with the REST API; globs in `files` are expanded against the
+commit's recursive tree (literal paths need no listing). Data that survives only in history is fetched by
+pinning `revision` to a commit that still has it. A downloaded file that is a Git LFS pointer is replaced by
+the object from the media URL and checked against the pointer's oid and size.
+
+Base URLs come from `MEDCORPUS_GITHUB_API`, `MEDCORPUS_GITHUB_RAW` and `MEDCORPUS_GITHUB_MEDIA` (tests,
+GitHub Enterprise, mirrors); `GITHUB_TOKEN` is sent when set.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import quote
+
+from etl.catalog import Source
+from etl.fetch.base import FetchError, sha256_file
+from etl.fetch.common import HostFetcher, Planned, select
+from etl.fetch.net import Transport
+from etl.fetch.progress import FileProgress
+
+LFS_SIGNATURE = b"version https://git-lfs.github.com/spec/v1"
+LFS_POINTER_MAX = 1024
+_GLOB = re.compile(r"[*?\[]")
+
+
+def _base(env: str, default: str) -> str:
+    return (os.environ.get(env) or default).rstrip("/")
+
+
+def api_base() -> str:
+    return _base("MEDCORPUS_GITHUB_API", "https://api.github.com")
+
+
+def raw_base() -> str:
+    return _base("MEDCORPUS_GITHUB_RAW", "https://raw.githubusercontent.com")
+
+
+def media_base() -> str:
+    return _base("MEDCORPUS_GITHUB_MEDIA", "https://media.githubusercontent.com/media")
+
+
+def parse_lfs_pointer(data: bytes) -> tuple[str, int] | None:
+    """(sha256 oid, size) when `data` is a Git LFS pointer file, else None."""
+    if len(data) > LFS_POINTER_MAX or not data.startswith(LFS_SIGNATURE):
+        return None
+    fields = dict(line.split(" ", 1) for line in data.decode("ascii", "replace").splitlines() if " " in line)
+    oid, size = fields.get("oid", ""), fields.get("size", "")
+    if not oid.startswith("sha256:") or not size.strip().isdigit():
+        return None
+    return oid.removeprefix("sha256:").strip().lower(), int(size)
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(LFS_POINTER_MAX + 1)
+
+
+class GithubFetcher(HostFetcher):
+    host = "github"
+    versioned = True
+    hint = "Set GITHUB_TOKEN for private repositories or rate limits; check `repo`, `revision` and `files`."
+
+    def _transport(self, source: Source) -> Transport:
+        headers = {"Accept": "application/vnd.github+json"}
+        if token := os.environ.get("GITHUB_TOKEN"):
+            headers["Authorization"] = f"Bearer {token}"
+        return Transport(source.id, self.retry, headers, auth_hint=self.hint)
+
+    def resolve(self, source: Source) -> str:
+        transport = self._transport(source)
+        try:
+            url = f"{api_base()}/repos/{source.repo}/commits/{quote(source.revision or 'HEAD', safe='')}"
+            sha = transport.get(url, what="resolve revision").json().get("sha", "")
+        finally:
+            transport.close()
+        if not re.fullmatch(r"[0-9a-f]{40}", sha):
+            raise FetchError(source.id, f"GitHub did not say which commit {source.revision!r} is")
+        return sha
+
+    def plan(self, source: Source, revision: str | None, patterns: list[str]) -> list[Planned]:
+        names = [p for p in patterns if not _GLOB.search(p)]
+        if len(names) < len(patterns):
+            transport = self._transport(source)
+            try:
+                tree = transport.get(f"{api_base()}/repos/{source.repo}/git/trees/{revision}?recursive=1",
+                                     what="list files").json()
+            finally:
+                transport.close()
+            if tree.get("truncated"):
+                raise FetchError(source.id, "the repository tree is too large to list; name the files without globs")
+            names = select(source.id, patterns, [e["path"] for e in tree.get("tree", []) if e.get("type") == "blob"])
+        return [Planned(name, f"{raw_base()}/{source.repo}/{revision}/{quote(name)}") for name in names]
+
+    def download(self, source: Source, revision: str | None, item: Planned, tmp: Path,
+                 progress: FileProgress) -> None:
+        transport = self._transport(source)
+        try:
+            transport.download(item.url, tmp, progress=progress)
+            pointer = parse_lfs_pointer(_head(tmp))
+            if pointer is None:
+                return
+            oid, size = pointer
+            tmp.unlink()
+            media = f"{media_base()}/{source.repo}/{revision}/{quote(item.relpath)}"
+            transport.download(media, tmp, progress=progress)
+        finally:
+            transport.close()
+        got_size = tmp.stat().st_size
+        if parse_lfs_pointer(_head(tmp)) is not None or got_size != size:
+            tmp.unlink()
+            raise FetchError(source.id, f"{item.relpath} is a Git LFS pointer and the LFS object could not be "
+                                        f"fetched (expected {size} bytes, got {got_size}); the object may be gone "
+                                        f"from the repository's LFS storage: use --mirror with a copy")
+        digest = sha256_file(tmp)
+        if digest != oid:
+            tmp.unlink()
+            raise FetchError(source.id, f"LFS object for {item.relpath} does not match its pointer: expected "
+                                        f"sha256 {oid}, got {digest}")
