@@ -28,7 +28,6 @@ from etl.conversion import Converted, convert_source
 from etl.executor import TaskRun, scan_parquet
 from etl.faults import checkpoint
 from etl.fetch.base import FetchedSource, FetchError
-from etl.fetch.mirror import MirrorFetcher
 from etl.read.base import SourceFileError
 from etl.schemas import REJECTS_SCHEMA, arrow_schema
 from etl.stages.pipeline import default_stages
@@ -134,14 +133,11 @@ def _alive(holder: dict[str, Any]) -> bool:
 # --------------------------------------------------------------------------- fetch + convert
 
 
-def _fetcher(options: BuildOptions) -> Any:
-    try:
-        from etl.fetch import make_fetcher  # the network fetchers (issue 4)
-    except ImportError:
-        if options.mirror is None:
-            raise FetchError("*", "no network fetchers are installed; use --mirror DIR") from None
-        return MirrorFetcher(options.mirror)
-    return make_fetcher(mirror=options.mirror, cache_dir=options.cache_dir)
+def _fetcher(options: BuildOptions, catalog: Catalog) -> Any:
+    from etl.fetch import make_fetcher
+    from etl.fetch.lock import default_lock_path
+
+    return make_fetcher(mirror=options.mirror, cache_dir=options.cache_dir, lock_path=default_lock_path(catalog.path))
 
 
 def _with_build_settings(source: Source, catalog: Catalog) -> Source:
@@ -155,17 +151,16 @@ def _convert_job(source: Source, fetched: FetchedSource, work_dir: Path) -> Conv
     return convert_source(source, fetched, work_dir)
 
 
-def fetch_and_convert(outcomes: list[SourceOutcome], options: BuildOptions, work_dir: Path,
+def fetch_and_convert(catalog: Catalog, outcomes: list[SourceOutcome], options: BuildOptions, work_dir: Path,
                       reporter: Reporter) -> None:
-    fetcher = _fetcher(options)
-    reporter.phase("fetch", len(outcomes))
+    fetched = _fetcher(options, catalog).fetch_many([o.source for o in outcomes], force=options.force_fetch)
     for outcome in outcomes:
-        try:
-            outcome.fetched = fetcher.fetch(outcome.source, force=options.force_fetch)
-        except FetchError as exc:
-            outcome.status, outcome.error = "failed", str(exc)
-            reporter.warn(f"{outcome.source.id}: fetch failed: {exc.message}")
-        reporter.advance("fetch", outcome.source.id)
+        result = fetched[outcome.source.id]
+        if isinstance(result, FetchError):
+            outcome.status, outcome.error = "failed", str(result)
+            reporter.warn(f"{outcome.source.id}: fetch failed: {result.message}")
+        else:
+            outcome.fetched = result
     todo = [o for o in outcomes if o.status == "ok"]
     reporter.phase("convert", len(todo))
     if options.workers > 1 and len(todo) > 1:
@@ -217,7 +212,9 @@ def _task_stream(parts: list[tuple[Converted, int]]) -> Any:
 
 
 def _eval_scan(outcomes: list[SourceOutcome]) -> Any:
-    """Every eval row of every task as (`id`, `source`, `task`, `text`) — the text matching uses."""
+    """Every eval row of every task. Besides the task columns (null where a task has no such column),
+    `task` names the row's task and `text` is its whole matching text (etl.stages.text.row_texts)."""
+    all_types = {f.name: f.type for task in TASKS for f in arrow_schema(task)}
 
     def scan(columns: list[str]) -> Iterator[pa.RecordBatch]:
         for outcome in outcomes:
@@ -225,10 +222,20 @@ def _eval_scan(outcomes: list[SourceOutcome]) -> Any:
                 continue
             task = outcome.source.task
             for batch in scan_parquet([outcome.converted.eval_path]):
-                table = pa.table({"id": batch.column("id"), "source": batch.column("source"),
-                                  "task": pa.array([task] * batch.num_rows, pa.string()),
-                                  "text": pa.array(row_texts(batch, task), pa.string())})
-                yield from table.select(columns).to_batches()
+                n = batch.num_rows
+                arrays = []
+                for name in columns:
+                    if name == "task":
+                        arrays.append(pa.array([task] * n, pa.string()))
+                    elif name == "text" and task != "pretrain":
+                        arrays.append(pa.array(row_texts(batch, task), pa.string()))
+                    elif name in batch.schema.names:
+                        arrays.append(batch.column(name))
+                    elif name in all_types:
+                        arrays.append(pa.nulls(n, all_types[name]))
+                    else:
+                        raise KeyError(f"eval rows have no column {name!r}")
+                yield pa.RecordBatch.from_arrays(arrays, names=columns)
 
     return scan
 
@@ -393,7 +400,7 @@ def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> Bu
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         outcomes = [SourceOutcome(s) for s in sources]
-        fetch_and_convert(outcomes, options, work_dir, reporter)
+        fetch_and_convert(catalog, outcomes, options, work_dir, reporter)
         for outcome in outcomes:
             if outcome.converted and outcome.converted.counts.get("filtered_by_reason", {}).get("no_persona_configured"):
                 reporter.warn(f"{outcome.source.id}: skipped: set build.persona.name and build.persona.author "

@@ -34,25 +34,48 @@ class _Strict(BaseModel):
 
 
 class MinHashConfig(_Strict):
-    num_perm: int = Field(128, ge=16, le=1024)
-    threshold: float = Field(0.8, gt=0, lt=1)
-    ngram: int = Field(5, ge=1, le=32)
+    """Near-duplicate matching on character n-grams of the matching key (docs/DEDUP.md: what the
+    benchmark showed for each choice)."""
+
+    num_perm: int = Field(128, ge=16, le=1024)      # signature slots
+    threshold: float = Field(0.8, gt=0, lt=1)       # exact Jaccard a candidate pair must reach
+    ngram: int = Field(4, ge=1, le=32)              # characters per shingle; shorter keys match exactly
     seed: int = 1
+    bands: int | None = Field(None, ge=1)           # LSH bands × rows: derived from threshold when unset
+    rows: int | None = Field(None, ge=1)
+    match_numbers: bool = True                      # pairs whose numbers differ (doses, lab values) never merge
+
+    @model_validator(mode="after")
+    def _banding(self) -> MinHashConfig:
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("set both `bands` and `rows`, or neither (then they follow `threshold`)")
+        if self.bands and self.rows and self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands × rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+        return self
 
 
 class DedupConfig(_Strict):
     exact: bool = True
     minhash: MinHashConfig | None = MinHashConfig()
+    report_clusters: int = Field(20, ge=0)          # sample clusters per stage in the dup_clusters report
 
 
 class DecontamConfig(_Strict):
+    """A training row is contaminated when it contains at least `threshold` of an eval item's n-grams
+    (character n-grams for Chinese, word n-grams for English; an item shorter than n matches only
+    an identical text). Eval items are their asking side: pretrain text, sft/reward user turns."""
+
     enabled: bool = True
     ngram_zh: int = Field(13, ge=2)
     ngram_en: int = Field(8, ge=2)
     threshold: float = Field(0.5, gt=0, le=1)
+    stop_items: int = Field(50, ge=1)               # an n-gram shared by more eval items is boilerplate
+    report_samples: int = Field(20, ge=0)           # sample pairs per eval source in the report
 
 
 class LangIdConfig(_Strict):
+    """Languages a row may be tagged with (ISO 639-1); anything else is `und`."""
+
     langs: tuple[str, ...] = ("zh", "en")
 
 
@@ -113,6 +136,7 @@ class Source(_Strict):
     disabled_reason: str | None = None
     citation: str | None = None
     notes: str | None = None
+    format_verified: bool = True        # false: no real upstream sample was seen; the converter follows the docs
 
     @field_validator("id")
     @classmethod

@@ -43,6 +43,9 @@ def cmd_sources(args: argparse.Namespace) -> int:
         source = catalog.get(args.id)
         console.print_json(json.dumps(source.model_dump(mode="json"), ensure_ascii=False))
         return 0
+    if args.markdown:
+        print(sources_markdown(catalog, args.manifest))
+        return 0
     states = _fetch_states(catalog)
     table = Table("id", "task", "role", "host", "revision", "enabled", "state", "license")
     for source in catalog.sources:
@@ -53,6 +56,29 @@ def cmd_sources(args: argparse.Namespace) -> int:
                       "yes" if source.enabled else "no", _describe_state(state), source.license)
     console.print(table)
     return 0
+
+
+def sources_markdown(catalog: Catalog, manifest_path: Path | None) -> str:
+    """The README's source table; rows come from a build's manifest (e.g. the demo's)."""
+    built: dict = {}
+    if manifest_path is not None:
+        built = json.loads(Path(manifest_path).read_text(encoding="utf-8"))["sources"]
+    lines = ["| id | dataset | host | task | role | license | enabled | rows in the demo | format |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for s in catalog.sources:
+        counts = built.get(s.id, {}).get("counts", {})
+        if not s.enabled:
+            rows = "—"
+        elif s.role == "eval" or (counts.get("eval_rows") and not counts.get("written")):
+            rows = f"{counts.get('eval_rows', 0)} eval"
+        else:
+            rows = str(counts.get("written", 0))
+        terms = f" ({', '.join(s.license_terms)})" if s.license_terms else ""
+        enabled = "yes" if s.enabled else f"no: {s.disabled_reason}"
+        verified = "verified" if s.format_verified else "format unverified"
+        name = f"[{s.name}]({s.homepage})" if s.homepage else s.name
+        lines.append(f"| `{s.id}` | {name} | {s.host} | {s.task} | {s.role} | {s.license}{terms} | {enabled} | {rows} | {verified} |")
+    return "\n".join(lines)
 
 
 def _fetch_states(catalog: Catalog) -> dict[str, dict]:
@@ -142,10 +168,13 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         catalog.get(source_id)
     if args.mirror is None:
         from etl.fetch import make_fetcher
+        from etl.fetch.lock import default_lock_path
 
-        fetcher = make_fetcher(cache_dir=args.cache)
-        for source_id in args.ids:
-            fetcher.fetch(catalog.get(source_id), force=True)
+        fetcher = make_fetcher(cache_dir=args.cache, lock_path=default_lock_path(catalog.path))
+        results = fetcher.fetch_many([catalog.get(i) for i in args.ids], force=args.force)
+        for source_id, result in results.items():
+            if isinstance(result, Exception):
+                print(f"warning: {source_id}: could not fetch again: {result}", file=sys.stderr)
     return cmd_build(args)
 
 
@@ -169,7 +198,8 @@ def print_summary(result: BuildResult) -> None:
     totals = result.manifest["totals"]
     reconverted = [o.source.id for o in result.outcomes if o.converted and not o.converted.from_cache]
     cached = [o.source.id for o in result.outcomes if o.converted and o.converted.from_cache]
-    console.print(f"re-converted: {', '.join(reconverted) or 'none'}; from cache: {len(cached)} source(s)", markup=False)
+    shown = ", ".join(reconverted) if len(reconverted) <= 8 else f"{len(reconverted)} source(s)"
+    console.print(f"re-converted: {shown or 'none'}; from cache: {len(cached)} source(s)", markup=False)
     console.print(f"written {totals.get('written', 0)} rows; rejected {totals.get('rejected', 0)} records; "
                   f"{len(result.failed)} source(s) failed", markup=False)
 
@@ -201,6 +231,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "show"])
     p.add_argument("id", nargs="?")
     p.add_argument("--enabled-only", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="print the README's source table")
+    p.add_argument("--manifest", type=Path, help="with --markdown: take row counts from this build's manifest")
     add_catalog_arg(p)
     p.set_defaults(func=cmd_sources)
 

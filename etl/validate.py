@@ -38,7 +38,7 @@ def validate_output(out: Path, check_rows: bool = True) -> list[str]:
         return [f"manifest.json is not valid JSON: {exc}"]
     problems: list[str] = []
     listed = {shard["path"] for shard in manifest.get("shards", [])}
-    on_disk = {p.relative_to(out).as_posix() for p in out.glob("*/*.parquet")}
+    on_disk = {p.relative_to(out).as_posix() for p in out.glob("*/*.parquet") if not p.parent.name.startswith(".")}
     for extra in sorted(on_disk - listed):
         problems.append(f"{extra}: a shard on disk that the manifest does not list (from another build?)")
     for shard in manifest.get("shards", []):

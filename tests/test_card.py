@@ -6,12 +6,14 @@ import copy
 import json
 from pathlib import Path
 
+import datasets
+import huggingface_hub.constants
 import pytest
 import yaml
-from helpers_output import make_output
 
 from etl.card import card_metadata, hub_license_id, render_card, size_category, write_card
 from etl.chart import render_composition
+from tests.helpers_output import make_output
 
 
 def _front_matter(text: str) -> dict:
@@ -84,13 +86,14 @@ def test_size_category() -> None:
 
 
 def test_load_dataset_offline_from_card(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Offline for this test only: the libraries read these switches at import, so patch their constants.
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
     out = tmp_path / "out"
     make_output(out)
-    import datasets
-
     sft = datasets.load_dataset(str(out), "sft", cache_dir=str(tmp_path / "cache"))
     assert set(sft) == {"train", "validation"}
     assert sft["train"].num_rows == 8 and sft["validation"].num_rows == 2

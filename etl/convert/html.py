@@ -18,7 +18,7 @@ _CONFIG["DEFAULT"]["EXTRACTION_TIMEOUT"] = "0"
 MIN_CHARS = 50
 
 
-@converter("html", tasks=("pretrain",), reader="text_file")
+@converter("html", tasks=("pretrain",), reader="html")
 def html(record: Any, ctx: RecordContext) -> list[Row]:
     """One saved HTML page (the whole decoded file) → its main text. Options: `min_chars` (default 50): a
     page whose extracted text is shorter has no main content (error pages, navigation-only pages);

@@ -33,9 +33,9 @@ def huatuo26m(record: Any, ctx: RecordContext) -> list[Row]:
             raise Reject("missing_field", f"no field {key!r}")
     question, answer = first_text(record[k_q], k_q).strip(), first_text(record[k_a], k_a).strip()
     meta = rest_as_meta(record, (k_q, k_a, ctx.fields.get("id", "")))
-    paraphrases = record[k_q][0][1:] if isinstance(record[k_q], list) and isinstance(record[k_q][0], list) else []
-    if paraphrases:
-        meta["question_paraphrases"] = paraphrases
+    first_group = record[k_q][0] if isinstance(record[k_q], list) else None
+    if isinstance(first_group, list) and len(first_group) > 1:
+        meta["question_paraphrases"] = first_group[1:]
     return [Row(messages=[Turn("user", question), Turn("assistant", answer)],
                 native_id=native_id(record, ctx), meta=meta)]
 

@@ -125,7 +125,7 @@ def meddialog_raw(record: Any, ctx: RecordContext) -> list[Row]:
     meta = {"dialogue_id": get_str(record, "id"), "url": parsed["url"]}
     if parsed["faculty"]:
         meta["doctor_faculty"] = parsed["faculty"]
-    native = f"{PurePosixPath(ctx.file).stem}-{get_str(record, 'id')}"
+    native = f"{PurePosixPath(ctx.file.split('!')[-1]).stem}-{get_str(record, 'id')}"
     return [dialogue_row(parsed["description"], parsed["utterances"], meta, native)]
 
 

@@ -18,7 +18,7 @@ from etl.catalog import Source
 from etl.fetch.base import FetchedSource, Fetcher, FetchError
 from etl.fetch.builtin import BuiltinFetcher
 from etl.fetch.cache import default_cache_dir
-from etl.fetch.common import COMMIT, HostFetcher
+from etl.fetch.common import COMMIT, SHORT_COMMIT, HostFetcher
 from etl.fetch.lock import LockEntry, LockFile, LockMismatch, verify_against_lock
 from etl.fetch.mirror import MirrorFetcher
 from etl.fetch.net import RetryPolicy, redact
@@ -70,10 +70,16 @@ class SourceFetcher:
                   reporter: Reporter | None) -> FetchedSource:
         fetcher = host_class(source.host)(self.cache_dir, retry=self.retry, reporter=reporter or self.reporter)
         fetched = fetcher.fetch(source, force=force, locked=locked)
-        if fetcher.versioned and source.revision and not COMMIT.fullmatch(source.revision):
+        if fetcher.versioned and not (source.revision and COMMIT.fullmatch(source.revision)):
             state = f"sources.lock pins it to {locked.resolved}" if locked else \
                 f"resolved to {fetched.revision}; run `medcorpus lock {source.id}` to pin it"
-            log.warning("%s: revision %r is a branch or tag, not a commit (%s)", source.id, source.revision, state)
+            if not source.revision:
+                what = "has no revision: it follows the default branch"
+            elif SHORT_COMMIT.fullmatch(source.revision):
+                what = f"revision {source.revision!r} is an abbreviated commit"
+            else:
+                what = f"revision {source.revision!r} is a branch or tag, not a commit"
+            log.warning("%s: %s (%s)", source.id, what, state)
         return fetched
 
     def fetch(self, source: Source, *, force: bool = False, reporter: Reporter | None = None) -> FetchedSource:

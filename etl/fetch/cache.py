@@ -196,10 +196,8 @@ class SourceCache:
                 _write_json(self.base / REFS, refs)
 
 
-def known_ref(root: Path, source_id: str, requested: str | None) -> str | None:
+def known_ref(root: Path, source_id: str, requested: str) -> str | None:
     """The commit a branch or tag last resolved to, from the cache's refs file."""
-    if not requested:
-        return None
     value = _read_json(Path(root) / source_id / REFS).get(requested)
     return value if isinstance(value, str) else None
 

@@ -21,6 +21,8 @@ from etl.fetch.net import RetryPolicy, record_url
 from etl.fetch.progress import FileProgress, LogReporter, Reporter
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
+SHORT_COMMIT = re.compile(r"[0-9a-f]{7,39}")
+DEFAULT_REF = "HEAD"  # the refs key of a source without `revision` (the repo's default branch)
 
 
 @dataclass(frozen=True)
@@ -137,9 +139,11 @@ class HostFetcher:
                 verify_declared(source, list(hit.files))
                 return hit
         if not known:
-            assert source.revision is not None
             revision = self.resolve(source)
-            SourceCache(self.cache_root, source.id, revision).remember_ref(source.revision, revision)
+            if source.revision and SHORT_COMMIT.fullmatch(source.revision) and not revision.startswith(source.revision):
+                raise FetchError(source.id, f"revision {source.revision!r} resolved to {revision}, which is not "
+                                            f"that abbreviated commit: write the full commit in the catalogue")
+            SourceCache(self.cache_root, source.id, revision).remember_ref(source.revision or DEFAULT_REF, revision)
         cache = SourceCache(self.cache_root, source.id, revision)
         if not known and not force and (hit := self.from_cache(source, cache, patterns, locked)) is not None:
             verify_declared(source, list(hit.files))

@@ -5,19 +5,25 @@ commit's recursive tree (literal paths need no listing). Data that survives only
 pinning `revision` to a commit that still has it. A downloaded file that is a Git LFS pointer is replaced by
 the object from the media URL and checked against the pointer's oid and size.
 
-Base URLs come from `MEDCORPUS_GITHUB_API`, `MEDCORPUS_GITHUB_RAW` and `MEDCORPUS_GITHUB_MEDIA` (tests,
-GitHub Enterprise, mirrors); `GITHUB_TOKEN` is sent when set.
+A tree too large to list is fetched from the commit's zip archive instead, extracted safely.
+
+Base URLs come from `MEDCORPUS_GITHUB_API`, `MEDCORPUS_GITHUB_RAW`, `MEDCORPUS_GITHUB_MEDIA` and
+`MEDCORPUS_GITHUB_ARCHIVE` (tests, GitHub Enterprise, mirrors); `GITHUB_TOKEN` is sent when set.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from etl.catalog import Source
+from etl.fetch.archive import extract_zip, zip_names
 from etl.fetch.base import FetchError, sha256_file
+from etl.fetch.cache import SourceCache
 from etl.fetch.common import HostFetcher, Planned, select
 from etl.fetch.net import Transport
 from etl.fetch.progress import FileProgress
@@ -37,6 +43,10 @@ def api_base() -> str:
 
 def raw_base() -> str:
     return _base("MEDCORPUS_GITHUB_RAW", "https://raw.githubusercontent.com")
+
+
+def archive_base() -> str:
+    return _base("MEDCORPUS_GITHUB_ARCHIVE", "https://codeload.github.com")
 
 
 def media_base() -> str:
@@ -62,6 +72,10 @@ def _head(path: Path) -> bytes:
 class GithubFetcher(HostFetcher):
     host = "github"
     versioned = True
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._staged: dict[str, Path] = {}  # relpath -> file extracted from the commit's archive
+
     hint = "Set GITHUB_TOKEN for private repositories or rate limits; check `repo`, `revision` and `files`."
 
     def _transport(self, source: Source) -> Transport:
@@ -91,15 +105,41 @@ class GithubFetcher(HostFetcher):
             finally:
                 transport.close()
             if tree.get("truncated"):
-                raise FetchError(source.id, "the repository tree is too large to list; name the files without globs")
+                return self._plan_from_archive(source, revision or "", patterns)
             names = select(source.id, patterns, [e["path"] for e in tree.get("tree", []) if e.get("type") == "blob"])
         return [Planned(name, f"{raw_base()}/{source.repo}/{revision}/{quote(name)}") for name in names]
+
+    def _plan_from_archive(self, source: Source, revision: str, patterns: list[str]) -> list[Planned]:
+        """A tree too large to list: download the commit's zip archive once, extract the selected files
+        safely into a staging folder, and let `download` take them from there."""
+        partial = SourceCache(self.cache_root, source.id, revision).partial
+        archive, staging = partial / f"{revision}.zip", partial / f"{revision}.archive"
+        shutil.rmtree(staging, ignore_errors=True)
+        url = f"{archive_base()}/{source.repo}/zip/{revision}"
+        transport = self._transport(source)
+        try:
+            with self.reporter.file(source.id, f"{source.repo}@{revision[:12]}.zip", None) as progress:
+                transport.download(url, archive, progress=progress)
+        finally:
+            transport.close()
+        # GitHub archives hold everything under one top folder, `<repo>-<commit>/`.
+        inside = {name: name.split("/", 1)[1] for name in zip_names(archive, source.id) if "/" in name}
+        chosen = set(select(source.id, patterns, list(inside.values())))
+        extract_zip(archive, staging, source.id, lambda name: inside.get(name) if inside.get(name) in chosen else None)
+        archive.unlink()
+        self._staged = {name: staging / name for name in chosen}
+        return [Planned(name, f"{url}#{name}") for name in select(source.id, patterns, sorted(chosen))]
 
     def download(self, source: Source, revision: str | None, item: Planned, tmp: Path,
                  progress: FileProgress) -> None:
         transport = self._transport(source)
         try:
-            transport.download(item.url, tmp, progress=progress)
+            staged = self._staged.get(item.relpath)
+            if staged is not None:
+                os.replace(staged, tmp)
+                progress(tmp.stat().st_size)
+            else:
+                transport.download(item.url, tmp, progress=progress)
             pointer = parse_lfs_pointer(_head(tmp))
             if pointer is None:
                 return

@@ -12,14 +12,15 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx2
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import (
-    EntryNotFoundError,
     GatedRepoError,
     HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RemoteEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
@@ -63,7 +64,10 @@ class HfFetcher(HostFetcher):
             except RevisionNotFoundError:
                 raise FetchError(source.id, f"revision {source.revision!r} not found in {source.repo}: "
                                             f"check `revision`") from None
-            except EntryNotFoundError:
+            except LocalEntryNotFoundError as exc:  # raised when the Hub could not be reached
+                raise TransientError(f"the Hub at {endpoint()} could not be reached: {redact(str(exc))[:200]}") \
+                    from None
+            except RemoteEntryNotFoundError:
                 raise FetchError(source.id, f"{what}: no such file in {source.repo}: check `files`") from None
             except HfHubHTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else 0
@@ -110,7 +114,30 @@ class HfFetcher(HostFetcher):
         staging = tmp.parent / f"{tmp.stem}.hf"
         path = self._call(source, f"download {item.relpath}", lambda: hf_hub_download(
             source.repo, item.relpath, repo_type="dataset", revision=revision, local_dir=staging,
-            endpoint=endpoint(), token=token(), library_name="medcorpus"))
+            endpoint=endpoint(), token=token(), library_name="medcorpus", tqdm_class=_forwarding_bar(progress)))
         os.replace(path, tmp)
         shutil.rmtree(staging, ignore_errors=True)
-        progress(tmp.stat().st_size)
+
+
+def _forwarding_bar(progress: FileProgress) -> Any:
+    """A stand-in for the tqdm class huggingface_hub draws its bar with: it only forwards byte counts to our
+    reporter (so Hub downloads show in the same progress display); every other bar method is a no-op."""
+
+    class ForwardingBar:
+        def __init__(self, *args: object, initial: int = 0, **kwargs: object) -> None:
+            if initial:
+                progress(int(initial))
+
+        def __enter__(self) -> ForwardingBar:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def update(self, n: float | None = 1) -> None:
+            progress(int(n or 0))
+
+        def __getattr__(self, name: str) -> Callable[..., None]:
+            return lambda *args, **kwargs: None
+
+    return ForwardingBar

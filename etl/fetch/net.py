@@ -19,6 +19,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from etl.fetch.base import FetchError
 
@@ -128,6 +129,7 @@ class Transport:
         self.auth_hint = auth_hint
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "medcorpus-fetch"
+        self.session.headers["Accept-Encoding"] = "identity"  # byte offsets for Range refer to the file
         self.session.headers.update(headers or {})
 
     def close(self) -> None:
@@ -185,15 +187,16 @@ class Transport:
                 written = have if append else 0
                 if progress and not append and have:
                     progress(-have)  # the server ignored Range: start over
+                # Keep what a cut transfer delivered (the length is checked below), so the next try resumes.
+                response.raw.enforce_content_length = False
                 try:
                     with open(dest, "ab" if append else "wb") as handle:
-                        for block in response.iter_content(CHUNK):
+                        for block in response.raw.stream(CHUNK, decode_content=False):
                             handle.write(block)
                             written += len(block)
                             if progress:
                                 progress(len(block))
-                except (requests.ConnectionError, requests.Timeout,
-                        requests.exceptions.ChunkedEncodingError) as exc:
+                except (requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTTPError) as exc:
                     raise TransientError(f"transfer cut after {written} bytes of {public_url(url)} "
                                          f"({type(exc).__name__})") from None
                 if total is not None and written < total:

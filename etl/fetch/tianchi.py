@@ -11,6 +11,7 @@ site's base URL (tests).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -51,12 +52,15 @@ class TianchiFetcher(HostFetcher):
         """Pick up files the user downloaded by hand into the cache folder, or say exactly what to do."""
         cache = SourceCache(self.cache_root, source.id, source.revision)
         patterns = local_patterns(source)
-        missing = [p for p in patterns if not any(q.is_file() for q in cache.folder.glob(p))]
+        # The exact names: the lock's when it knows them, else the catalogue's `files`.
+        wanted = sorted(locked.files) if locked and locked.files else patterns
+        missing = [p for p in wanted if not any(q.is_file() for q in cache.folder.glob(p))]
         if missing:
+            globs = " (files matching these patterns)" if any(re.search(r"[*?\[]", p) for p in missing) else ""
             raise FetchError(source.id, (
-                f"Tianchi needs a logged-in account. Download {', '.join(missing)} from {dataset_page(source)} "
-                f"and put {'it' if len(missing) == 1 else 'them'} in {cache.folder}/ (then run again), "
-                f"or set TIANCHI_COOKIE to fetch automatically"))
+                f"Tianchi needs a logged-in account. Download {', '.join(missing)}{globs} from "
+                f"{dataset_page(source)} and put {'it' if len(missing) == 1 else 'them'} in {cache.folder}/ "
+                f"(then run again), or set TIANCHI_COOKIE to fetch automatically"))
         files = []
         for path in expand(cache.folder, patterns, source.id):
             relpath = path.relative_to(cache.folder).as_posix()

@@ -13,8 +13,8 @@ Sniffing rules, first match wins:
    c. `options["delimiter"]` or `options["header"]` set: `csv` with that delimiter (default: tab if
       the first line has one, else comma);
    d. the first lines parse as a table of at least two columns with the same width throughout
-      and header-like names (unique, non-empty, at most 64 characters): `tsv` if tab-separated,
-      else `csv`;
+      and header-like names (unique, non-empty, at most 64 characters and 4 words, no sentence
+      punctuation): `tsv` if tab-separated, else `csv`;
    e. otherwise: `text`, one record per line.
 """
 
@@ -25,8 +25,16 @@ from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
 from etl.read.base import ReadItem, SourceFile, SourceFileError, reader
-from etl.read.containers import GZIP_MAGIC, OLE_MAGIC, ZIP_MAGIC, check_payload, is_zip, open_members, open_zip
-from etl.read.encoding import detect_encoding
+from etl.read.containers import (
+    GZIP_MAGIC,
+    OLE_MAGIC,
+    ZIP_MAGIC,
+    check_payload,
+    is_zip,
+    open_members,
+    open_zip,
+)
+from etl.read.encoding import ENCODING_SAMPLE, detect_encoding
 from etl.read.jsonfamily import parse_json
 from etl.read.office import read_docx, read_xls
 from etl.read.streams import SNIFF_BYTES, peek
@@ -35,6 +43,8 @@ from etl.read.text import parse_text_lines
 
 _TABLE_SNIFF_ROWS = 6
 _MAX_HEADER_NAME = 64
+_MAX_HEADER_WORDS = 4
+_SENTENCE_MARKS = (". ", "。", "？", "?", "！", "!", "：", "，")
 
 
 def _file_kind(file: SourceFile, options: Mapping[str, Any]) -> str:
@@ -44,7 +54,7 @@ def _file_kind(file: SourceFile, options: Mapping[str, Any]) -> str:
             head = handle.read(4096)
     except OSError as exc:
         raise SourceFileError(file.relpath, "unreadable_file", str(exc)) from exc
-    check_payload(file.relpath, head)
+    check_payload(file.relpath, head, bool(options.get("allow_html")))
     if head.startswith(OLE_MAGIC):
         return "xls"
     if is_zip(head):
@@ -55,6 +65,12 @@ def _file_kind(file: SourceFile, options: Mapping[str, Any]) -> str:
         if "xl/workbook.xml" in names:
             raise SourceFileError(file.relpath, "unsupported_format", "xlsx workbooks have no reader")
     return "data"
+
+
+def _header_like(name: str) -> bool:
+    """A column name, not a piece of prose: short, few words, no sentence punctuation."""
+    return (0 < len(name) <= _MAX_HEADER_NAME and len(name.split()) <= _MAX_HEADER_WORDS
+            and not any(mark in name for mark in _SENTENCE_MARKS))
 
 
 def table_delimiter(text: str, complete: bool) -> str | None:
@@ -74,8 +90,7 @@ def table_delimiter(text: str, complete: bool) -> str | None:
     if len(rows) < 2:
         return None
     header = [name.strip() for name in rows[0]]
-    if (len(header) < 2 or len(set(header)) != len(header)
-            or not all(0 < len(name) <= _MAX_HEADER_NAME for name in header)):
+    if len(header) < 2 or len(set(header)) != len(header) or not all(map(_header_like, header)):
         return None
     return delimiter if all(len(row) == len(header) for row in rows) else None
 
@@ -88,7 +103,7 @@ def parse_auto(label: str, stream: BinaryIO, options: Mapping[str, Any]) -> Iter
     if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"[", b"{"):
         return parse_json(label, stream, options)
     try:
-        encoding = detect_encoding(head[: 1 << 16], options.get("encoding"))
+        encoding = detect_encoding(head[:ENCODING_SAMPLE], options.get("encoding"))
     except LookupError as exc:
         raise SourceFileError(label, "unknown_encoding", str(exc)) from exc
     text = head.decode(encoding, errors="replace").lstrip("\ufeff")

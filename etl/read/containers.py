@@ -3,8 +3,9 @@
 `open_members` yields `(label, stream)`: the file itself (`relpath`), the decompressed gzip data
 (`relpath`), or each zip member in name order (`relpath!member`). Before any data is parsed it
 refuses what is not data: an empty file, a Git LFS pointer, an HTML page (a login wall or an error
-page saved under the data's name), an unsafe zip member (absolute path, `..`, symlink), an
-encrypted member, and archives that expand past the size or ratio limits (zip bombs).
+page saved under the data's name; `options["allow_html"]` when pages are the data), an unsafe zip
+member (absolute path, `..`, symlink), an encrypted member, and archives that expand past the size
+or ratio limits (zip bombs).
 """
 
 from __future__ import annotations
@@ -33,14 +34,15 @@ _HTML_STARTS = (b"<!doctype html", b"<html")
 _SKIPPED_MEMBERS = ("__MACOSX/",)  # resource forks added by macOS archivers, never data
 
 
-def check_payload(label: str, head: bytes) -> None:
-    """Refuse a file that holds no data: empty, a Git LFS pointer, or an HTML page."""
+def check_payload(label: str, head: bytes, allow_html: bool = False) -> None:
+    """Refuse a file that holds no data: empty, a Git LFS pointer, or (unless the data are web pages,
+    `allow_html`) an HTML page."""
     if not head:
         raise SourceFileError(label, "empty_file", "the file is empty")
     if head.startswith(LFS_POINTER):
         raise SourceFileError(label, "lfs_pointer", "a Git LFS pointer, not the data it points to")
     start = head.removeprefix(b"\xef\xbb\xbf").lstrip()[:64].lower()
-    if start.startswith(_HTML_STARTS):
+    if not allow_html and start.startswith(_HTML_STARTS):
         raise SourceFileError(label, "html_instead_of_data", "an HTML page where data was expected")
 
 
@@ -55,8 +57,8 @@ class _Guarded(io.RawIOBase):
     def __init__(self, inner: BinaryIO, label: str, compressed: int, options: Mapping[str, Any]) -> None:
         self._inner = inner
         self._label = label
-        self._limit = _limits(options)[0]
-        self._ratio_limit = max(RATIO_FLOOR, _limits(options)[1] * compressed)
+        self._limit, ratio = _limits(options)
+        self._ratio_limit = max(RATIO_FLOOR, ratio * compressed)
         self._total = 0
 
     def readable(self) -> bool:
@@ -128,7 +130,7 @@ def _zip_members(file: SourceFile, options: Mapping[str, Any]) -> Iterator[tuple
                 head, stream = peek(buffered(_Guarded(member, label, info.compress_size, options)))
                 if not head:
                     continue  # an empty member holds no records
-                check_payload(label, head)
+                check_payload(label, head, bool(options.get("allow_html")))
                 yield label, stream
 
 
@@ -142,7 +144,8 @@ def open_members(file: SourceFile, options: Mapping[str, Any] | None = None) -> 
         raise SourceFileError(file.relpath, "unreadable_file", str(exc)) from exc
     with handle:
         head, stream = peek(handle)
-        check_payload(file.relpath, head)
+        allow_html = bool(options.get("allow_html"))
+        check_payload(file.relpath, head, allow_html)
         if is_zip(head):
             yield from _zip_members(file, options)
             return
@@ -150,7 +153,7 @@ def open_members(file: SourceFile, options: Mapping[str, Any] | None = None) -> 
             size = file.path.stat().st_size
             gz = gzip.GzipFile(fileobj=stream, mode="rb")
             inner_head, stream = peek(buffered(_Guarded(gz, file.relpath, size, options)))
-            check_payload(file.relpath, inner_head)
+            check_payload(file.relpath, inner_head, allow_html)
         yield file.relpath, stream
 
 

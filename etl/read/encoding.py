@@ -2,7 +2,7 @@
 one record, not the file.
 
 Detection order: a declared encoding (`options["encoding"]`) wins; then a BOM; then UTF-8 when the
-sample is (almost entirely) valid UTF-8; then charset-normalizer. Any GB2312/GBK guess is widened to
+sample is mostly valid UTF-8; then charset-normalizer. Any GB2312/GBK guess is widened to
 GB18030, a superset: Toyhom's "GBK" CSVs hold characters (`—`, `·`, 黃) that GB2312 cannot decode.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 from charset_normalizer import from_bytes
 
 from etl.read.base import ReadError, SourceFileError, cut
-from etl.read.streams import MAX_LINE_BYTES, SNIFF_BYTES, iter_lines, peek, to_utf8
+from etl.read.streams import MAX_LINE_BYTES, iter_lines, peek, to_utf8
 
 _BOMS = (  # UTF-32 LE first: its BOM starts with the UTF-16 LE one
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -27,6 +27,7 @@ _BOMS = (  # UTF-32 LE first: its BOM starts with the UTF-16 LE one
 )
 _GB_FAMILY = {"gb2312", "gbk", "gb18030"}  # codecs.lookup names; cp936 and euc-cn map onto these
 _UTF8_NAMES = {"utf-8", "utf-8-sig"}
+ENCODING_SAMPLE = 1 << 16  # bytes from a file's head that decide its encoding
 _ESCAPED = re.compile("[\udc80-\udcff]")
 _WIDE = re.compile("[^\x00-\x7f]")
 
@@ -38,15 +39,16 @@ def canonical(name: str) -> str:
 
 
 def _mostly_utf8(sample: bytes) -> bool:
-    """Valid UTF-8, allowing a character cut at the end of the sample and rare corrupt bytes among
-    many valid multi-byte characters (one bad line should not flip a whole file to a legacy codec)."""
+    """Valid UTF-8, allowing a character cut at the end of the sample and corrupt bytes when valid
+    multi-byte characters outnumber them (one bad line should not flip a file to a legacy codec).
+    GBK text read as UTF-8 has three to four invalid bytes per accidentally valid character."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
     text = decoder.decode(sample, final=False)  # holds back a character cut by the sample's end
     bad = len(_ESCAPED.findall(text))
     if bad == 0:
         return True
     wide = len(_WIDE.findall(text)) - bad
-    return bad * 50 < wide
+    return bad < wide
 
 
 def detect_encoding(sample: bytes, declared: str | None = None) -> str:
@@ -66,7 +68,7 @@ def decoded_stream(label: str, stream: BinaryIO, options: Mapping[str, Any]) -> 
     """Detect the encoding of `stream` and return `(encoding, bytes)` where the bytes start after any
     BOM and are in an ASCII-compatible encoding (UTF-16/32 are transcoded to UTF-8), so that they can
     be split on b"\\n" and decoded line by line with `encoding`."""
-    head, stream = peek(stream, min(SNIFF_BYTES, 1 << 16))
+    head, stream = peek(stream, ENCODING_SAMPLE)
     try:
         encoding = detect_encoding(head, options.get("encoding"))
     except LookupError as exc:

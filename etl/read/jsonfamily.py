@@ -9,6 +9,8 @@ sniffed from the first non-blank lines of each (decompressed) file:
   `line N` (1-based), blank lines skipped; one bad line is a `bad_json` reject and the next go on;
 * the first line is an object followed by a comma: the bracket-less pseudo-array, one object per line
   (X-jun harmlessness.json), read as JSON Lines with the trailing comma dropped;
+* a broken first line that starts with `{` and ends with `}`, or is followed by a whole JSON object on
+  one line, is JSON Lines too;
 * `[`: an array streamed element by element with ijson, location `element N` (0-based);
 * `{` otherwise (a pretty-printed object, or objects separated by commas without `[ ]`): read as the
   array `[` + text + `]`, trailing comma dropped, so a lone object is one record (`element 0`).
@@ -56,10 +58,10 @@ def sniff_layout(head: str, complete: bool, options: Mapping[str, Any]) -> str:
     first, *rest = [line.strip() for line in lines if line.strip()][:_SNIFF_LINES] or [""]
     if first[:1] in ("{", "[") and _parses(first):
         return "array" if first.startswith("[") and complete and not rest else "lines"
-    if first.startswith("{") and first.endswith(",") and _parses(first[:-1]):
+    if first.startswith("{") and first.endswith("},"):
         return "comma_lines"
-    if first.startswith("{") and first != "{" and rest and rest[0].startswith("{") and _parses(rest[0]):
-        return "lines"  # the first line is broken, the next ones are JSON Lines
+    if first.startswith("{") and (first.endswith("}") or (first != "{" and rest and rest[0].startswith("{") and _parses(rest[0]))):
+        return "lines"  # one object per line, the first one broken
     if start == "[":
         return "array"
     return "objects" if start == "{" else "lines"

@@ -50,11 +50,11 @@ class _LineFeed:
                 self.raw_size += len(text)
             yield text
 
-    def take_row(self) -> tuple[str, list[int]]:
-        """The raw text and bad line numbers of the row just parsed; resets both."""
-        raw, bad = "".join(self.raw), self.bad_lines
+    def take_row(self) -> tuple[list[str], list[int]]:
+        """The raw lines (cut) and bad line numbers of the row just parsed; resets both."""
+        taken = self.raw, self.bad_lines
         self.raw, self.raw_size, self.bad_lines = [], 0, []
-        return cut(raw), bad
+        return taken
 
 
 def _blank(row: list[str]) -> bool:
@@ -88,9 +88,10 @@ def parse_table(label: str, stream: BinaryIO, options: Mapping[str, Any], delimi
             break
         except csv.Error as exc:
             row, failure = [], str(exc)
-        yield from feed.errors
-        feed.errors.clear()
-        raw, bad_lines = feed.take_row()
+        if feed.errors:
+            yield from feed.errors
+            feed.errors.clear()
+        raw_lines, bad_lines = feed.take_row()
         if failure is None and _blank(row):
             continue
         if header is None:
@@ -100,14 +101,16 @@ def parse_table(label: str, stream: BinaryIO, options: Mapping[str, Any], delimi
             continue
         number += 1
         where = f"row {number}"
+        if not bad_lines and failure is None and len(row) == len(header):
+            yield RawRecord(label, where, dict(zip(header, row, strict=True)))
+            continue
+        raw = cut("".join(raw_lines))
         if bad_lines:
             yield ReadError(label, where, "bad_encoding", f"not valid {encoding} on line(s) {bad_lines}", raw)
         elif failure is not None:
             yield ReadError(label, where, "bad_csv_row", failure, raw)
-        elif len(row) != len(header):
-            yield ReadError(label, where, "bad_csv_row", f"{len(row)} fields, the header has {len(header)}", raw)
         else:
-            yield RawRecord(label, where, dict(zip(header, row, strict=True)))
+            yield ReadError(label, where, "bad_csv_row", f"{len(row)} fields, the header has {len(header)}", raw)
 
 
 @reader("csv")

@@ -1,4 +1,5 @@
-"""Readers `text` (one str record per line) and `text_file` (the whole file as one str record).
+"""Readers `text` (one str record per line), `text_file` (the whole file as one str record) and
+`html` (`text_file` for saved web pages, which other readers refuse as `html_instead_of_data`).
 
 `text`: line terminators (`\\n`, `\\r\\n`, `\\r`) stripped, location `line N` (1-based physical line);
 blank lines are skipped unless `options["keep_blank"]` (then they are `""` records).
@@ -44,6 +45,12 @@ def parse_text_file(label: str, stream: BinaryIO, options: Mapping[str, Any]) ->
         yield ReadError(label, f"line {line}", "bad_encoding", f"not valid {encoding}: {exc.reason}", cut(data))
         return
     yield RawRecord(label, "file", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+@reader("html")
+def read_html(files: list[SourceFile], options: dict[str, Any]) -> Iterator[ReadItem]:
+    """Saved web pages: like `text_file`, for sources whose data are HTML pages (no HTML refusal)."""
+    return read_members(files, {**options, "allow_html": True}, parse_text_file)
 
 
 @reader("text")

@@ -26,7 +26,9 @@ class StageContext:
     task: str
     work_dir: Path                       # scratch space of this stage for this task (spills, indexes)
     report_dir: Path                     # human-readable reports (e.g. dup clusters, decontam hits)
-    scan_eval: Scan                      # batches of every eval-role row of all tasks (for decontamination)
+    # Every eval-role row of all tasks, for decontamination: any task column (null where the row's
+    # task has none), plus `task` and `text` (the row's whole matching text, etl.stages.text.row_texts).
+    scan_eval: Scan
     workers: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
-import xxhash
 
 _U64 = np.uint64
 _MASK32 = _U64(0xFFFFFFFF)
@@ -38,31 +37,42 @@ def _mix(values: np.ndarray) -> np.ndarray:
         return z ^ (z >> _U64(31))
 
 
-def shingle_hashes(keys: list[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hashes of every character n-gram of every key, flat, with `offsets` (len(keys)+1) into them."""
-    lengths = np.fromiter((len(k) for k in keys), dtype=np.int64, count=len(keys))
-    short = (lengths > 0) & (lengths < ngram)
-    counts = np.where(lengths >= ngram, lengths - ngram + 1, short.astype(np.int64))
-    offsets = np.zeros(len(keys) + 1, dtype=np.int64)
+def window_hashes(codes: np.ndarray, lengths: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of every window of `n` consecutive codes of every document, flat, with `offsets`
+    (documents + 1) into them. `codes` is all documents' uint64 codes concatenated, `lengths` their
+    counts. A document shorter than `n` yields one hash of all its codes; an empty one yields none."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    short = (lengths > 0) & (lengths < n)
+    counts = np.where(lengths >= n, lengths - n + 1, short.astype(np.int64))
+    offsets = np.zeros(lengths.size + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     out = np.empty(int(offsets[-1]), dtype=np.uint64)
-    codes = np.frombuffer("".join(keys).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    if codes.size >= ngram:
-        windows = codes.size - ngram + 1
-        rolling = codes[:windows].copy()
-        with np.errstate(over="ignore"):
-            for j in range(1, ngram):
+    starts = np.zeros(lengths.size, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    with np.errstate(over="ignore"):
+        if codes.size >= n:
+            windows = codes.size - n + 1
+            rolling = codes[:windows].copy()
+            for j in range(1, n):
                 rolling = rolling * _POLY + codes[j:j + windows]
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        doc = np.repeat(np.arange(len(keys)), lengths)[:windows]
-        valid = np.arange(windows) + ngram <= (starts + lengths)[doc]
-        long_slot = np.ones(out.size, dtype=bool)
-        long_slot[offsets[:-1][short]] = False
-        out[long_slot] = _mix(rolling[valid])
-    if short.any():
-        short_hashes = [xxhash.xxh3_64_intdigest(keys[i].encode()) for i in np.flatnonzero(short)]
-        out[offsets[:-1][short]] = _mix(np.array(short_hashes, dtype=np.uint64))
+            doc = np.repeat(np.arange(lengths.size), lengths)[:windows]
+            valid = np.arange(windows) + n <= (starts + lengths)[doc]
+            long_slot = np.ones(out.size, dtype=bool)
+            long_slot[offsets[:-1][short]] = False
+            out[long_slot] = _mix(rolling[valid])
+        for i in np.flatnonzero(short).tolist():
+            h = _U64(lengths[i])
+            for code in codes[starts[i]:starts[i] + lengths[i]]:
+                h = h * _POLY + code
+            out[offsets[i]] = _mix(np.array([h], dtype=np.uint64))[0]
     return out, offsets
+
+
+def shingle_hashes(keys: list[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of every character n-gram of every key (see `window_hashes`)."""
+    lengths = np.fromiter((len(k) for k in keys), dtype=np.int64, count=len(keys))
+    codes = np.frombuffer("".join(keys).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    return window_hashes(codes, lengths, ngram)
 
 
 @cache
@@ -121,12 +131,12 @@ def band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 
 @cache
-def lsh_params(threshold: float, num_perm: int, false_positive_weight: float = 0.5,
-               false_negative_weight: float = 0.5) -> tuple[int, int]:
+def lsh_params(threshold: float, num_perm: int, false_positive_weight: float = 0.1,
+               false_negative_weight: float = 0.9) -> tuple[int, int]:
     """Bands × rows (bands·rows ≤ num_perm) minimising the weighted areas of false positives (pairs
     below `threshold` that become candidates) and false negatives (pairs above it that do not), for
-    the S-curve 1 − (1 − s^r)^b. Candidates are verified afterwards, so weighting false negatives
-    more buys recall for verification time only."""
+    the S-curve 1 − (1 − s^r)^b. Every candidate is verified by exact Jaccard afterwards, so a false
+    positive costs only verification time while a false negative is a missed duplicate: hence 1:9."""
 
     def area(b: int, r: int, low: float, high: float, above: bool) -> float:
         s = np.linspace(low, high, 201)

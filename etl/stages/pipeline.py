@@ -6,10 +6,14 @@ import pyarrow as pa
 
 from etl.catalog import BuildConfig
 from etl.stages.base import Stage
+from etl.stages.decontaminate import Decontaminate
+from etl.stages.dedup import ExactDedup, NearDedup
+from etl.stages.langid import LangId
+from etl.stages.normalise import Normalise
 
 
-class _Slot(Stage):
-    """A named place in the chain that passes rows through unchanged until its stage is implemented."""
+class _Off(Stage):
+    """A stage switched off in the build settings: keeps its place (and manifest counter) in the chain."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -20,4 +24,11 @@ class _Slot(Stage):
 
 def default_stages(task: str, build: BuildConfig) -> list[Stage]:
     """normalise → exact_dedup → near_dedup → decontaminate → langid."""
-    return [_Slot("normalise"), _Slot("exact_dedup"), _Slot("near_dedup"), _Slot("decontaminate"), _Slot("langid")]
+    dedup = build.dedup
+    return [
+        Normalise(task),
+        ExactDedup(dedup) if dedup.exact else _Off("exact_dedup"),
+        NearDedup(dedup.minhash, dedup.report_clusters) if dedup.minhash else _Off("near_dedup"),
+        Decontaminate(task, build.decontam) if build.decontam.enabled else _Off("decontaminate"),
+        LangId(task, build.langid),
+    ]

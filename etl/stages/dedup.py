@@ -1,0 +1,363 @@
+"""exact_dedup and near_dedup: collapse duplicate rows of one task across all sources.
+
+Both find clusters in `prepare` from a few narrow columns and then, in `apply`, drop every member but
+the survivor, which gets `dup_count` (rows it stands for, itself included) and, in `meta`,
+`{"dedup": {"absorbed": {source: rows}}}`. Survivor: highest `_priority`, then longest `_len`, then
+smallest `id` (DESIGN §5). Sample clusters go to `report_dir/dup_clusters-<task>-<stage>.jsonl`;
+`explain_dups` prints them (`medcorpus build --explain-dups N`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import xxhash
+
+from etl.catalog import DedupConfig, MinHashConfig
+from etl.stages.base import Scan, Stage, StageContext
+from etl.stages.minhash import band_hashes, jaccard, lsh_params, shingle_hashes, signatures
+from etl.stages.text import row_texts, text_columns
+from etl.textnorm import numbers_in
+
+MEMBER_COLUMNS = ["_row", "_priority", "_len", "id", "source", "dup_count", "meta"]
+_SNIPPET = 300
+_ALL_PAIRS = 8
+
+
+@dataclass
+class Resolution:
+    """What `apply` does: drop these rows; give these survivors a new dup_count and meta."""
+
+    drop: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    absorbed_by: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # survivor per drop
+    survivors: dict[int, tuple[int, str]] = field(default_factory=dict)
+    clusters: int = 0
+
+
+def _absorbed_of(meta: str | None) -> Counter[str]:
+    try:
+        value = json.loads(meta or "{}")
+    except json.JSONDecodeError:
+        return Counter()
+    absorbed = value.get("dedup", {}).get("absorbed", {}) if isinstance(value, dict) else {}
+    return Counter({str(k): int(v) for k, v in absorbed.items()})
+
+
+def _with_absorbed(meta: str | None, absorbed: Counter[str]) -> str:
+    try:
+        value = json.loads(meta or "{}")
+    except json.JSONDecodeError:
+        value = {}
+    if not isinstance(value, dict):
+        value = {"value": value}
+    value["dedup"] = {**value.get("dedup", {}), "absorbed": dict(sorted(absorbed.items()))}
+    return json.dumps(value, ensure_ascii=False)
+
+
+def order_members(members: pl.DataFrame) -> pl.DataFrame:
+    """Members sorted by cluster, survivor first (the survivor rule as a sort order)."""
+    return members.sort(["cluster", "_priority", "_len", "id"], descending=[False, True, True, False])
+
+
+def resolve(members: pl.DataFrame) -> tuple[Resolution, list[list[dict[str, Any]]]]:
+    """`members`: one row per clustered row with `cluster` and MEMBER_COLUMNS. Returns the resolution
+    and the clusters as ordered member lists (survivor first) for reports."""
+    ordered = order_members(members)
+    drop: list[tuple[int, int]] = []
+    survivors: dict[int, tuple[int, str]] = {}
+    clusters: list[list[dict[str, Any]]] = []
+    grouped: list[list[dict[str, Any]]] = []
+    for row in ordered.to_dicts():
+        if grouped and grouped[-1][0]["cluster"] == row["cluster"]:
+            grouped[-1].append(row)
+        else:
+            grouped.append([row])
+    for rows in grouped:
+        survivor, absorbed_rows = rows[0], rows[1:]
+        absorbed = _absorbed_of(survivor["meta"]) if survivor["dup_count"] > 1 else Counter()
+        for member in absorbed_rows:
+            absorbed[member["source"]] += 1
+            if member["dup_count"] > 1:
+                absorbed.update(_absorbed_of(member["meta"]))
+            drop.append((member["_row"], survivor["_row"]))
+        dup_count = sum(int(m["dup_count"]) for m in rows)
+        survivors[survivor["_row"]] = (dup_count, _with_absorbed(survivor["meta"], absorbed))
+        clusters.append(rows)
+    pairs = np.array(sorted(drop), dtype=np.int64).reshape(-1, 2)
+    return Resolution(pairs[:, 0].copy(), pairs[:, 1].copy(), survivors, len(clusters)), clusters
+
+
+def apply_resolution(batch: pa.RecordBatch, resolution: Resolution) -> pa.RecordBatch:
+    rows = batch.column("_row").to_numpy(zero_copy_only=False)
+    keep = ~np.isin(rows, resolution.drop)
+    hits = [i for i, row in enumerate(rows.tolist()) if row in resolution.survivors]
+    if hits:
+        dup_count = batch.column("dup_count").to_numpy(zero_copy_only=False).astype(np.int32)
+        meta = batch.column("meta").to_pylist()
+        for i in hits:
+            dup_count[i], meta[i] = resolution.survivors[int(rows[i])]
+        for name, values in (("dup_count", pa.array(dup_count, type=pa.int32())),
+                             ("meta", pa.array(meta, type=batch.schema.field("meta").type))):
+            batch = batch.set_column(batch.schema.get_field_index(name), name, values)
+    return batch if keep.all() else batch.filter(pa.array(keep))
+
+
+def _sample(clusters: list[list[dict[str, Any]]], count: int) -> list[list[dict[str, Any]]]:
+    """A deterministic spread: the clusters whose survivor id hashes lowest."""
+    if count <= 0:
+        return []
+    return sorted(clusters, key=lambda c: xxhash.xxh3_64_intdigest(c[0]["id"].encode()))[:count]
+
+
+def write_cluster_report(ctx: StageContext, stage: str, scan: Scan, clusters: list[list[dict[str, Any]]],
+                         count: int, similarity: Callable[[int, int], float] | None = None) -> None:
+    """`report_dir/dup_clusters-<task>-<stage>.jsonl`: sample clusters with the text of each member."""
+    sample = _sample(clusters, count)
+    path = Path(ctx.report_dir) / f"dup_clusters-{ctx.task}-{stage}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wanted = {m["_row"] for cluster in sample for m in cluster}
+    texts: dict[int, str] = {}
+    if wanted:
+        for batch in scan(["_row", *text_columns(ctx.task)]):
+            rows = batch.column("_row").to_pylist()
+            if not wanted.intersection(rows):
+                continue
+            for row, text in zip(rows, row_texts(batch, ctx.task), strict=True):
+                if row in wanted:
+                    texts[row] = text[:_SNIPPET]
+    with path.open("w", encoding="utf-8") as out:
+        for cluster in sample:
+            survivor = cluster[0]["_row"]
+            members = [{"id": m["id"], "source": m["source"], "priority": m["_priority"], "length": m["_len"],
+                        "survivor": i == 0, "text": texts.get(m["_row"], ""),
+                        **({"jaccard_to_survivor": round(similarity(survivor, m["_row"]), 3)}
+                           if similarity is not None and i else {})}
+                       for i, m in enumerate(cluster)]
+            out.write(json.dumps({"task": ctx.task, "stage": stage, "size": len(cluster), "members": members},
+                                 ensure_ascii=False) + "\n")
+
+
+def explain_dups(report_dir: str | Path, count: int) -> str:
+    """Up to `count` sample clusters per task and stage, as text a person can judge."""
+    lines: list[str] = []
+    for path in sorted(Path(report_dir).glob("dup_clusters-*.jsonl")):
+        with path.open(encoding="utf-8") as handle:
+            for i, line in enumerate(handle):
+                if i >= count:
+                    break
+                cluster = json.loads(line)
+                lines.append(f"── {cluster['task']} · {cluster['stage']} · {cluster['size']} rows")
+                for m in cluster["members"]:
+                    mark = "KEEP" if m["survivor"] else "drop"
+                    sim = f" J={m['jaccard_to_survivor']}" if "jaccard_to_survivor" in m else ""
+                    text = m["text"].replace("\n", " ⏎ ")
+                    lines.append(f"  {mark} {m['id']} (priority {m['priority']}, {m['length']} chars{sim}): {text}")
+    return "\n".join(lines)
+
+
+def _fresh_dir(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _member_frame(batches: list[pa.RecordBatch]) -> pl.DataFrame:
+    frames = [pl.from_arrow(pa.Table.from_batches([b])) for b in batches if b.num_rows]
+    schema = {"_row": pl.Int64, "_priority": pl.Int32, "_len": pl.Int32, "id": pl.String,
+              "source": pl.String, "dup_count": pl.Int32, "meta": pl.String}
+    if not frames:
+        return pl.DataFrame(schema=schema)
+    return pl.concat(frames, how="vertical_relaxed").cast(schema)  # type: ignore[arg-type]
+
+
+class ExactDedup(Stage):
+    """Rows with the same non-empty `_key` (xxh3-64 of it) are one cluster. An empty key
+    (punctuation-only text) matches nothing."""
+
+    name = "exact_dedup"
+    reads = ("_key", *MEMBER_COLUMNS)
+    writes = ("dup_count", "meta")
+    drops_rows = True
+
+    def __init__(self, config: DedupConfig) -> None:
+        self.config = config
+        self.resolution = Resolution()
+
+    def prepare(self, scan: Scan, ctx: StageContext) -> None:
+        spill = _fresh_dir(Path(ctx.work_dir) / "exact_keys")
+        for part, batch in enumerate(scan(["_key", *MEMBER_COLUMNS])):
+            keys = batch.column("_key").to_pylist()
+            hashes = pa.array([xxhash.xxh3_64_intdigest(k.encode()) if k else None for k in keys], type=pa.uint64())
+            table = pa.Table.from_batches([batch]).drop_columns(["_key"]).append_column("hash", hashes)
+            pl.from_arrow(table).write_parquet(spill / f"part-{part:06d}.parquet")  # type: ignore[union-attr]
+        if not any(spill.iterdir()):
+            return
+        members = (pl.scan_parquet(spill / "*.parquet")
+                   .filter(pl.col("hash").is_not_null() & pl.col("hash").is_duplicated())
+                   .rename({"hash": "cluster"}).collect())
+        self.resolution, clusters = resolve(members)
+        write_cluster_report(ctx, self.name, scan, clusters, self.config.report_clusters)
+        shutil.rmtree(spill, ignore_errors=True)
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        return apply_resolution(batch, self.resolution)
+
+    def summary(self) -> dict[str, Any]:
+        return {"clusters": self.resolution.clusters, "removed": int(self.resolution.drop.size)}
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        root = x
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while parent.get(x, x) != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        self.parent.setdefault(a, a)
+        self.parent.setdefault(b, b)
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+class NearDedup(Stage):
+    """MinHash LSH over character n-grams of `_key`; every candidate pair is verified by exact
+    Jaccard of the n-gram sets (≥ threshold) and, with `match_numbers`, by equal numbers, before
+    anything is merged. Clusters are the connected components of verified pairs.
+
+    Memory: band hashes are spilled to `work_dir` per batch and grouped band by band with polars;
+    only candidate rows (those sharing a band with another row) are held for verification."""
+
+    name = "near_dedup"
+    reads = ("_key", *MEMBER_COLUMNS)
+    writes = ("dup_count", "meta")
+    drops_rows = True
+
+    def __init__(self, config: MinHashConfig, report_clusters: int = 20) -> None:
+        self.config = config
+        self.report_clusters = report_clusters
+        if config.bands and config.rows:
+            self.bands, self.rows = config.bands, config.rows
+        else:
+            self.bands, self.rows = lsh_params(config.threshold, config.num_perm)
+        self.resolution = Resolution()
+        self.figures: dict[str, int] = {}
+
+    def prepare(self, scan: Scan, ctx: StageContext) -> None:
+        spill = _fresh_dir(Path(ctx.work_dir) / "bands")
+        self.spill_band_hashes(scan, spill)
+        pairs = self.candidate_pairs(spill)
+        shutil.rmtree(spill, ignore_errors=True)
+        self.figures = {"bands": self.bands, "rows": self.rows, "candidate_pairs": int(len(pairs))}
+        if not len(pairs):
+            return
+        members, similarity = self.verify(scan, pairs)
+        self.resolution, clusters = resolve(members)
+        write_cluster_report(ctx, self.name, scan, clusters, self.report_clusters, similarity)
+
+    def spill_band_hashes(self, scan: Scan, spill: Path) -> None:
+        cfg = self.config
+        for part, batch in enumerate(scan(["_row", "_key"])):
+            hashes, offsets = shingle_hashes(batch.column("_key").to_pylist(), cfg.ngram)
+            has_shingles = np.diff(offsets) > 0
+            if not has_shingles.any():
+                continue
+            bands = band_hashes(signatures(hashes, offsets, cfg.num_perm, cfg.seed)[has_shingles],
+                                self.bands, self.rows)
+            rows = batch.column("_row").to_numpy(zero_copy_only=False)[has_shingles]
+            frame = pl.DataFrame({
+                "band": np.repeat(np.arange(self.bands, dtype=np.uint16), rows.size),
+                "hash": bands.T.reshape(-1),
+                "row": np.tile(rows, self.bands),
+            })
+            # One row group per band, so reading one band skips the others by their statistics.
+            frame.write_parquet(spill / f"part-{part:06d}.parquet", row_group_size=int(rows.size),
+                                compression="lz4", statistics=True)
+
+    def candidate_pairs(self, spill: Path) -> np.ndarray:
+        """(n, 2) int64 unique row pairs sharing a band: every pair of a bucket of up to
+        `_ALL_PAIRS` rows (a near-copy of a near-copy is then still compared with the original), and
+        the smallest row with each other member of a larger bucket."""
+        if not any(spill.iterdir()):
+            return np.empty((0, 2), dtype=np.int64)
+        lazy = pl.scan_parquet(spill / "*.parquet")
+        found: list[pl.DataFrame] = []
+        for band in range(self.bands):
+            members = (lazy.filter(pl.col("band") == band)
+                       .group_by("hash").agg(pl.col("row"))
+                       .filter(pl.col("row").list.len() > 1)
+                       .with_row_index("bucket")
+                       .select("bucket", pl.col("row").list.len().alias("size"), "row")
+                       .explode("row").collect())
+            small = members.filter(pl.col("size") <= _ALL_PAIRS).select("bucket", a="row")
+            found.append(small.join(small.rename({"a": "b"}), on="bucket")
+                         .filter(pl.col("a") < pl.col("b")).select("a", "b"))
+            large = members.filter(pl.col("size") > _ALL_PAIRS)
+            found.append(large.with_columns(a=pl.col("row").min().over("bucket"))
+                         .filter(pl.col("row") != pl.col("a")).select("a", b="row"))
+        pairs = pl.concat(found).unique().sort(["a", "b"])
+        return pairs.to_numpy().astype(np.int64)
+
+    def verify(self, scan: Scan, pairs: np.ndarray) -> tuple[pl.DataFrame, Callable[[int, int], float]]:
+        cfg = self.config
+        wanted = np.unique(pairs)
+        kept: list[pa.RecordBatch] = []
+        for batch in scan(["_key", *MEMBER_COLUMNS]):
+            mask = np.isin(batch.column("_row").to_numpy(zero_copy_only=False), wanted)
+            if mask.any():
+                kept.append(batch.filter(pa.array(mask)))
+        table = pa.Table.from_batches(kept)
+        keys = table.column("_key").to_pylist()
+        index = {row: i for i, row in enumerate(table.column("_row").to_pylist())}
+        hashes, offsets = shingle_hashes(keys, cfg.ngram)
+        numbers: dict[int, list[str]] = {}
+        union = _UnionFind()
+        verified = 0
+
+        def similarity(a: int, b: int) -> float:
+            ia, ib = index[a], index[b]
+            return jaccard(hashes[offsets[ia]:offsets[ia + 1]], hashes[offsets[ib]:offsets[ib + 1]])
+
+        for a, b in pairs.tolist():
+            if union.find(a) == union.find(b):
+                continue
+            ia, ib = index[a], index[b]
+            if cfg.match_numbers:
+                na = numbers.setdefault(ia, numbers_in(keys[ia]))
+                nb = numbers.setdefault(ib, numbers_in(keys[ib]))
+                if na != nb:
+                    continue
+            if similarity(a, b) >= cfg.threshold:
+                union.union(a, b)
+                verified += 1
+        self.figures["verified_pairs"] = verified
+        clustered = sorted(union.parent)
+        cluster_of = [union.find(r) for r in clustered]
+        members = _member_frame([b.drop_columns(["_key"]) for b in kept])
+        members = members.join(pl.DataFrame({"_row": clustered, "cluster": cluster_of},
+                                            schema={"_row": pl.Int64, "cluster": pl.Int64}), on="_row")
+        return members, similarity
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        return apply_resolution(batch, self.resolution)
+
+    def summary(self) -> dict[str, Any]:
+        return {**self.figures, "ngram": self.config.ngram, "num_perm": self.config.num_perm,
+                "threshold": self.config.threshold, "clusters": self.resolution.clusters,
+                "removed": int(self.resolution.drop.size)}
