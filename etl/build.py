@@ -54,6 +54,28 @@ class BuildOptions:
     workers: int = 1
     keep_going: bool = False
     force_fetch: bool = False
+    license_allow: tuple[str, ...] = ()     # licence categories a training source may have (see licence_categories)
+    license_deny: tuple[str, ...] = ()      # licence categories that exclude a training source
+
+
+def licence_categories(source: Source) -> set[str]:
+    """A source's licence categories: its `license_terms`, or `permissive` when it states none."""
+    return set(source.license_terms) or {"permissive"}
+
+
+def licence_exclusion(source: Source, options: BuildOptions) -> str | None:
+    """Why `--license-allow/--license-deny` leave this source out, or None. Eval sources are never
+    left out: they are not redistributed, only used to find benchmark items in training data."""
+    if source.role == "eval":
+        return None
+    categories = licence_categories(source)
+    denied = sorted(categories & set(options.license_deny))
+    if denied:
+        return f"licence category {', '.join(denied)} is denied (--license-deny)"
+    if options.license_allow and not categories <= set(options.license_allow):
+        missing = sorted(categories - set(options.license_allow))
+        return f"licence category {', '.join(missing)} is not allowed (--license-allow)"
+    return None
 
 
 @dataclass
@@ -329,7 +351,7 @@ def source_entry(outcome: SourceOutcome) -> dict[str, Any]:
 
 
 def make_manifest(catalog: Catalog, outcomes: list[SourceOutcome], shards: list[Shard],
-                  from_mirror: bool = False) -> dict[str, Any]:
+                  options: BuildOptions) -> dict[str, Any]:
     splits: dict[str, dict[str, dict[str, int]]] = {}
     for shard in shards:
         if shard.task == "rejects":
@@ -348,8 +370,9 @@ def make_manifest(catalog: Catalog, outcomes: list[SourceOutcome], shards: list[
         totals[f"sources_{outcome.status}"] += 1
     return {
         "tool": "medcorpus", "version": __version__, "config_hash": catalog.config_hash(),
-        "from_mirror": from_mirror,
-        "build": catalog.build.model_dump(mode="json"),
+        "from_mirror": options.mirror is not None,
+        "build": {**catalog.build.model_dump(mode="json"), "license_allow": sorted(options.license_allow),
+                  "license_deny": sorted(options.license_deny)},
         "sources": {o.source.id: source_entry(o) for o in outcomes},
         "splits": splits,
         "shards": [s.as_dict() for s in shards],
@@ -400,7 +423,12 @@ def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> Bu
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         outcomes = [SourceOutcome(s) for s in sources]
-        fetch_and_convert(catalog, outcomes, options, work_dir, reporter)
+        for outcome in outcomes:
+            reason = licence_exclusion(outcome.source, options)
+            if reason:
+                outcome.status, outcome.error = "skipped", reason
+                reporter.info(f"{outcome.source.id}: left out: {reason}")
+        fetch_and_convert(catalog, [o for o in outcomes if o.status == "ok"], options, work_dir, reporter)
         for outcome in outcomes:
             if outcome.converted and outcome.converted.counts.get("filtered_by_reason", {}).get("no_persona_configured"):
                 reporter.warn(f"{outcome.source.id}: skipped: set build.persona.name and build.persona.author "
@@ -408,7 +436,7 @@ def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> Bu
                 outcome.status = "skipped"
         shards = run_tasks(catalog, outcomes, staging, work_dir, options, reporter)
         shards += write_rejects(outcomes, staging, catalog.build.shard_max_bytes)
-        manifest = make_manifest(catalog, outcomes, shards, from_mirror=options.mirror is not None)
+        manifest = make_manifest(catalog, outcomes, shards, options)
         _write_card(staging, manifest, reporter)
         commit_output(staging, out, manifest)
     return BuildResult(manifest, outcomes)

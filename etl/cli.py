@@ -116,6 +116,12 @@ def add_build_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes for conversion (default 1)")
     parser.add_argument("--offline-mirror", type=Path, metavar="DIR",
                         help="when no dataset host can be reached, build from this mirror instead (with a warning)")
+    licence_choices = ["permissive", "non-commercial", "academic-only", "no-redistribution", "copyrighted", "unclear"]
+    parser.add_argument("--license-allow", nargs="+", default=[], choices=licence_choices, metavar="CATEGORY",
+                        help="keep only training sources whose licence categories are all listed "
+                             "(a source with no stated restriction is `permissive`)")
+    parser.add_argument("--license-deny", nargs="+", default=[], choices=licence_choices, metavar="CATEGORY",
+                        help="leave out training sources with any of these licence categories")
     parser.add_argument("--keep-going", action="store_true", help="exit 0 even when some sources failed")
 
 
@@ -128,7 +134,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         mirror = args.offline_mirror
     options = BuildOptions(out=args.out or Path(catalog.build.out), source_ids=args.sources, tasks=args.tasks,
                            mirror=mirror, cache_dir=args.cache, workers=max(1, args.workers),
-                           keep_going=args.keep_going, force_fetch=getattr(args, "force", False))
+                           keep_going=args.keep_going, force_fetch=getattr(args, "force", False),
+                           license_allow=tuple(args.license_allow), license_deny=tuple(args.license_deny))
     with Reporter() as reporter:
         try:
             result = run_build(catalog, options, reporter)

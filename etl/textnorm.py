@@ -37,7 +37,7 @@ _ENTITY = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,
 
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _UNIT = re.compile(f"[{_HAN}]|[^\\W_{_HAN}]+(?:[.]\\d+)*")
-_NUMBER = re.compile(f"\\d+(?:{SEPARATOR_MARK}\\d+)*\\D?")
+_NUMBER = re.compile(f"\\d+(?:{SEPARATOR_MARK}\\d+)*[a-zμ%‰°]?")
 
 
 @cache
@@ -85,10 +85,20 @@ def match_units(text: str) -> list[str]:
 
 
 def numbers_in(key: str) -> list[str]:
-    """The numbers of a key, each with the character after it (its unit: `100m`, `7.8%`, `3天`),
+    """The numbers of a key, each with the unit letter or sign after it (`100m`, `7.8%`, `38°`),
     sorted so that sentence order does not matter: two texts that differ in a dose or lab value, or
     swap two values between tests, differ here even when nearly every character n-gram is shared."""
     return sorted(_NUMBER.findall(key))
+
+
+def clean_texts(texts: Sequence[str | None] | pl.Series) -> pl.Series:
+    """`clean_text` over many texts at once (polars; Python only for texts holding an entity)."""
+    series = pl.Series("text", texts, dtype=pl.String).str.replace_all(_CONTROL.pattern, "").str.strip_chars()
+    has_entity = series.str.contains(_ENTITY.pattern).fill_null(False)
+    if has_entity.any():
+        fixed = [clean_text(t) for t in series.filter(has_entity).to_list()]
+        series = series.scatter(has_entity.arg_true(), fixed)
+    return series
 
 
 def clean_text(text: str) -> str:

@@ -124,3 +124,21 @@ def test_a_live_lock_refuses_and_a_stale_one_is_taken_over(demo, tmp_path, capsy
     assert main(args) == 0
     assert "taking over a stale lock left by pid 4206649" in caplog.text
     assert not (out / ".medcorpus.lock").exists()
+
+
+def test_licence_filters_leave_out_training_sources_and_are_recorded(demo, tmp_path):
+    root, mirror, _ = demo
+    catalog = CATALOG.replace("license: apache-2.0, lang: zh}", "license: apache-2.0, lang: zh,\n     license_terms: [academic-only]}")
+    (tmp_path / "sources.yaml").write_text(catalog, encoding="utf-8")
+    base = ["build", "--catalog", str(tmp_path / "sources.yaml"), "--mirror", str(mirror)]
+    assert main([*base, "--out", str(tmp_path / "deny"), "--license-deny", "academic-only"]) == 0
+    built = manifest(tmp_path / "deny")
+    entry = built["sources"]["shennong_tcm"]
+    assert entry["status"] == "skipped" and "academic-only is denied" in entry["error"]
+    assert entry["counts"]["written"] == 0 and entry["files"] == []
+    assert built["sources"]["medicalgpt_sft_medical"]["counts"]["written"] == 40
+    assert built["build"]["license_deny"] == ["academic-only"]
+    assert main([*base, "--out", str(tmp_path / "allow"), "--license-allow", "academic-only"]) == 0
+    allowed = manifest(tmp_path / "allow")["sources"]
+    assert allowed["shennong_tcm"]["status"] == "ok"
+    assert "permissive is not allowed" in allowed["medicalgpt_sft_medical"]["error"]

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.stages.base import Stage
 from etl.stages.text import row_texts, text_columns
-from etl.textnorm import clean_text, match_keys
+from etl.textnorm import clean_texts, match_keys
 
 
 def _clean_strings(column: pa.Array) -> pa.Array:
-    return pa.array([None if s is None else clean_text(s) for s in column.to_pylist()], type=column.type)
+    return clean_texts(pl.from_arrow(column)).to_arrow().cast(column.type)  # type: ignore[arg-type]
 
 
 def _clean_turns(column: pa.Array) -> pa.Array:
@@ -49,9 +50,9 @@ class Normalise(Stage):
             column = _combined(batch.column(index))
             cleaned = _clean_turns(column) if pa.types.is_list(column.type) else _clean_strings(column)
             batch = batch.set_column(index, column_name, cleaned)
-        texts = row_texts(batch, self.task)
+        texts = pl.Series(row_texts(batch, self.task), dtype=pl.String)
         keys = match_keys(texts).to_arrow().cast(pa.string())
-        lengths = pa.array([len(t) for t in texts], type=pa.int32())
+        lengths = texts.str.len_chars().cast(pl.Int32).to_arrow()
         for column_name, values in (("_key", keys), ("_len", lengths)):
             index = batch.schema.get_field_index(column_name)
             if index >= 0:
