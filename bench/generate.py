@@ -119,6 +119,10 @@ def _sentences(text: str) -> list[str]:
     return [s for s in re.split(r"(?<=[。？！])|(?<=[.?!])\s+", text) if s]
 
 
+def _numbers(text: str) -> tuple[str, ...]:
+    return tuple(sorted(re.findall(r"\d+(?:\.\d+)?", text)))
+
+
 def _between_digits(text: str, i: int) -> bool:
     return 0 < i < len(text) - 1 and text[i - 1].isdigit() and text[i + 1].isdigit()
 
@@ -179,6 +183,7 @@ def generate(docs: int = 200_000, seed: int = 7, zh_share: float = 0.8, dup_shar
     clusters: list[int] = []
     kinds: list[str] = []
     seen: set[str] = set()
+    numbers: dict[tuple[str, ...], int] = {}
     while len(texts) < originals:
         zh = rng.random() < zh_share
         text = _document(rng, zh)
@@ -186,6 +191,7 @@ def generate(docs: int = 200_000, seed: int = 7, zh_share: float = 0.8, dup_shar
             continue
         seen.add(text)
         i = len(texts)
+        numbers.setdefault(_numbers(text), i)
         texts.append(text)
         langs.append("zh" if zh else "en")
         clusters.append(i)
@@ -196,7 +202,9 @@ def generate(docs: int = 200_000, seed: int = 7, zh_share: float = 0.8, dup_shar
         zh = langs[base] == "zh"
         if rng.random() < negative_share / (dup_share + negative_share):
             text = hard_negative(texts[base], rng)
-            if text is None or text in seen:
+            # A hard negative must be near only its own original: its numbers may not be another
+            # original's numbers (two originals from the same templates could then be one text).
+            if text is None or text in seen or numbers.get(_numbers(text), base) != base:
                 continue
             seen.add(text)
             texts.append(text)

@@ -122,6 +122,8 @@ def add_build_args(parser: argparse.ArgumentParser) -> None:
                              "(a source with no stated restriction is `permissive`)")
     parser.add_argument("--license-deny", nargs="+", default=[], choices=licence_choices, metavar="CATEGORY",
                         help="leave out training sources with any of these licence categories")
+    parser.add_argument("--explain-dups", type=int, default=0, metavar="N",
+                        help="after the build, show N sample duplicate clusters per task and stage")
     parser.add_argument("--keep-going", action="store_true", help="exit 0 even when some sources failed")
 
 
@@ -147,6 +149,8 @@ def cmd_build(args: argparse.Namespace) -> int:
                   f"{options.out} is unchanged", file=sys.stderr)
             return 1
     print_summary(result)
+    if args.explain_dups:
+        explain_dups(options.out, args.explain_dups)
     failed = result.failed
     if failed:
         names = ", ".join(o.source.id for o in failed)
@@ -183,6 +187,25 @@ def cmd_refresh(args: argparse.Namespace) -> int:
             if isinstance(result, Exception):
                 print(f"warning: {source_id}: could not fetch again: {result}", file=sys.stderr)
     return cmd_build(args)
+
+
+def explain_dups(out: Path, n: int) -> None:
+    """Print sample clusters from the dedup reports (stats/reports/<task>/dup_clusters-*.jsonl) so a
+    person can judge what was merged: the survivor first, then what it absorbed."""
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    for report in sorted(out.glob("stats/reports/*/dup_clusters-*.jsonl")):
+        with open(report, encoding="utf-8") as handle:
+            clusters = [json.loads(line) for _, line in zip(range(n), handle, strict=False)]
+        if not clusters:
+            continue
+        console.rule(f"{report.parent.name}: {report.stem.split('-')[-1]} ({len(clusters)} sample cluster(s))")
+        for cluster in clusters:
+            members = sorted(cluster["members"], key=lambda m: not m["survivor"])
+            for member in members:
+                mark = "keep" if member["survivor"] else "drop"
+                text = " ".join(member["text"].split())[:120]
+                print(f"  {mark} {member['id']} (priority {member['priority']}): {text}")
+            print()
 
 
 def print_summary(result: BuildResult) -> None:

@@ -142,3 +142,14 @@ def test_licence_filters_leave_out_training_sources_and_are_recorded(demo, tmp_p
     allowed = manifest(tmp_path / "allow")["sources"]
     assert allowed["shennong_tcm"]["status"] == "ok"
     assert "permissive is not allowed" in allowed["medicalgpt_sft_medical"]["error"]
+
+
+def test_explain_dups_shows_the_survivor_and_what_it_absorbed(demo, capsys):
+    root, mirror, _ = demo
+    main(["build", "--catalog", str(root / "sources.yaml"), "--mirror", str(mirror), "--out", str(root / "out"),
+          "--explain-dups", "3"])
+    out = capsys.readouterr().out
+    assert "sft: exact_dedup" in out
+    keep = [line for line in out.splitlines() if line.startswith("  keep shennong_tcm/")]
+    drop = [line for line in out.splitlines() if line.startswith("  drop shennong_tcm/")]
+    assert keep and drop and drop[0].split()[1] == keep[0].split()[1] + "-2"
