@@ -202,11 +202,12 @@ def generate(docs: int = 200_000, seed: int = 7, zh_share: float = 0.8, dup_shar
         zh = langs[base] == "zh"
         if rng.random() < negative_share / (dup_share + negative_share):
             text = hard_negative(texts[base], rng)
-            # A hard negative must be near only its own original: its numbers may not be another
-            # original's numbers (two originals from the same templates could then be one text).
+            # A hard negative must be near only its own original: its numbers may not be those of
+            # another document (two texts from the same templates could then be one text).
             if text is None or text in seen or numbers.get(_numbers(text), base) != base:
                 continue
             seen.add(text)
+            numbers[_numbers(text)] = len(texts)
             texts.append(text)
             clusters.append(next_cluster)
             next_cluster += 1
@@ -245,7 +246,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench/data/corpus.parquet")
     args = parser.parse_args()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(to_table(generate(args.docs, args.seed)), args.out)
+    pq.write_table(to_table(generate(args.docs, args.seed)), args.out, row_group_size=20_000)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import os
 import platform
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -25,8 +27,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from bench.generate import generate, to_table
+from bench.generate import generate
 from bench.langset import labelled_set
 from etl.catalog import DedupConfig, LangIdConfig, MinHashConfig
 from etl.stages.base import StageContext
@@ -80,8 +83,24 @@ def _peak_mib() -> float:
     return 0.0
 
 
-def _batches(table: pa.Table, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    yield from table.select(columns).to_batches(max_chunksize=BATCH)
+def _scan(path: Path) -> Callable[[list[str]], Iterator[pa.RecordBatch]]:
+    """Stream a Parquet file's batches, as the executor streams a task's rows."""
+    return lambda columns: pq.ParquetFile(path).iter_batches(batch_size=BATCH, columns=columns)
+
+
+def _map(source: Path, target: Path, apply: Callable[[pa.RecordBatch], pa.RecordBatch]) -> int:
+    """Stream `source` through `apply` into `target`; returns the rows written."""
+    writer: pq.ParquetWriter | None = None
+    rows = 0
+    for batch in pq.ParquetFile(source).iter_batches(batch_size=BATCH):
+        out = apply(batch)
+        if writer is None:
+            writer = pq.ParquetWriter(target, out.schema)
+        writer.write_batch(out, row_group_size=BATCH)
+        rows += out.num_rows
+    if writer is not None:
+        writer.close()
+    return rows
 
 
 def _ctx(work: Path, name: str) -> StageContext:
@@ -115,39 +134,39 @@ def quality(truth: np.ndarray, kinds: np.ndarray, drop: np.ndarray, into: np.nda
             "hard_negatives": int(np.count_nonzero(kinds == "hard_negative")), "by_kind": by_kind}
 
 
-def run_ours(table: pa.Table, config: MinHashConfig, work: Path, report: Report) -> dict[str, Any]:
-    n = table.num_rows
-    normalise = Normalise("pretrain")
+def run_ours(corpus: Path, config: MinHashConfig, work: Path, report: Report) -> dict[str, Any]:
+    """normalise → exact_dedup → near_dedup streamed from and to Parquet files, phase by phase."""
+    n = pq.ParquetFile(corpus).metadata.num_rows
+    normalised, after_exact, final = work / "normalised.parquet", work / "after_exact.parquet", work / "final.parquet"
     with report.phase("normalise (clean + key)", n):
-        table = pa.Table.from_batches([normalise.apply(b) for b in table.to_batches(max_chunksize=BATCH)])
+        _map(corpus, normalised, Normalise("pretrain").apply)
     exact = ExactDedup(DedupConfig(minhash=config, report_clusters=0))
     with report.phase("exact_dedup (prepare + apply)", n):
-        exact.prepare(lambda cols: _batches(table, cols), _ctx(work, "exact"))
-        after_exact = pa.Table.from_batches([exact.apply(b) for b in table.to_batches(max_chunksize=BATCH)])
+        exact.prepare(_scan(normalised), _ctx(work, "exact"))
+        m = _map(normalised, after_exact, exact.apply)
     near = NearDedup(config, report_clusters=0)
-    m = after_exact.num_rows
     spill = work / "near_bands"
     spill.mkdir(parents=True, exist_ok=True)
     with report.phase("near: signatures (shingles + MinHash + bands, spilled)", m):
-        near.spill_band_hashes(lambda cols: _batches(after_exact, cols), spill)
+        near.spill_band_hashes(_scan(after_exact), spill)
     with report.phase("near: candidate pairs (per-band polars grouping)", m):
         pairs = near.candidate_pairs(spill)
     with report.phase("near: verify pairs + union-find + survivors", m):
-        members, _ = near.verify(lambda cols: _batches(after_exact, cols), pairs)
-        resolution, _ = resolve(members)
-        near.resolution = resolution
-        final = pa.Table.from_batches([near.apply(b) for b in after_exact.to_batches(max_chunksize=BATCH)])
+        members, _ = near.verify(_scan(after_exact), pairs)
+        near.resolution, _ = resolve(members)
+        output_rows = _map(after_exact, final, near.apply)
     dedup_phases = report.phases[-5:]
     whole = sum(p.seconds for p in dedup_phases)
-    truth = table.column("_truth_cluster").to_numpy()
-    kinds = np.array(table.column("_truth_kind").to_pylist())
-    drop = np.concatenate([exact.resolution.drop, resolution.drop])
-    into = np.concatenate([exact.resolution.absorbed_by, resolution.absorbed_by])
+    truth_table = pq.read_table(normalised, columns=["_truth_cluster", "_truth_kind"])
+    truth = truth_table.column("_truth_cluster").to_numpy()
+    kinds = np.array(truth_table.column("_truth_kind").to_pylist())
+    drop = np.concatenate([exact.resolution.drop, near.resolution.drop])
+    into = np.concatenate([exact.resolution.absorbed_by, near.resolution.absorbed_by])
     return {"quality": quality(truth, kinds, drop, into), "whole_seconds": whole, "whole_rate": n / whole,
             "whole_peak": max(p.peak_mib for p in dedup_phases), "candidate_pairs": int(len(pairs)),
             "verified": near.figures.get("verified_pairs", 0), "bands": near.bands, "rows": near.rows,
-            "exact_removed": int(exact.resolution.drop.size), "near_removed": int(resolution.drop.size),
-            "output_rows": final.num_rows, "keys": table.column("_key").to_pylist(), "truth": truth, "kinds": kinds}
+            "exact_removed": int(exact.resolution.drop.size), "near_removed": int(near.resolution.drop.size),
+            "output_rows": output_rows, "normalised": normalised, "truth": truth, "kinds": kinds}
 
 
 def run_datasketch(keys: list[str], truth: np.ndarray, kinds: np.ndarray, config: MinHashConfig,
@@ -293,23 +312,27 @@ def main() -> None:
     report = Report()
     work = Path(tempfile.mkdtemp(prefix="medcorpus-bench-"))
     try:
+        corpus = work / "corpus.parquet"
         print(f"generating {docs:,} documents", flush=True)
-        with report.phase("generate corpus", docs):
-            table = to_table(generate(docs, args.seed))
-        ours = run_ours(table, config, work, report)
-        del table
+        with report.phase("generate corpus (separate process)", docs):
+            _generate(docs, args.seed, corpus)
+        ours = run_ours(corpus, config, work, report)
         base_n = min(args.baseline_docs, docs)
         baseline = None
         if not args.skip_baseline:
-            baseline_corpus = to_table(generate(base_n, args.seed)) if base_n != docs else None
-            if baseline_corpus is None:
-                keys, truth, kinds = ours["keys"], ours["truth"], ours["kinds"]
+            if base_n == docs:
+                keys = pq.read_table(ours["normalised"], columns=["_key"]).column("_key").to_pylist()
+                truth, kinds = ours["truth"], ours["kinds"]
             else:
-                keys = match_keys(baseline_corpus.column("text").to_pylist()).to_list()
-                truth = baseline_corpus.column("_truth_cluster").to_numpy()
-                kinds = np.array(baseline_corpus.column("_truth_kind").to_pylist())
+                small = work / "baseline.parquet"
+                _generate(base_n, args.seed, small)
+                table = pq.read_table(small)
+                keys = match_keys(table.column("text").to_pylist()).to_list()
+                truth = table.column("_truth_cluster").to_numpy()
+                kinds = np.array(table.column("_truth_kind").to_pylist())
             baseline = run_datasketch(keys, truth, kinds, config, report)
-        choice_keys = ours["keys"][:50_000]
+            del keys
+        choice_keys = pq.read_table(ours["normalised"], columns=["_key"]).column("_key").to_pylist()[:50_000]
         run_signature_choices(choice_keys, config, report)
         sample = generate(20_000, args.seed + 1)
         traditional = [t for t, k in zip(sample.texts, sample.kinds, strict=True) if k == "traditional"]
@@ -318,6 +341,12 @@ def main() -> None:
         write_results(Path(args.out), docs, base_n, config, ours, baseline, agreement, langid, report)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _generate(docs: int, seed: int, path: Path) -> None:
+    """Generate in a child process so that the corpus's Python objects never count in our RSS."""
+    subprocess.run([sys.executable, "-m", "bench.generate", "--docs", str(docs), "--seed", str(seed),
+                    "--out", str(path)], check=True)
 
 
 def _fmt_phase(p: Phase) -> str:

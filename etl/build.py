@@ -169,6 +169,14 @@ def _with_build_settings(source: Source, catalog: Catalog) -> Source:
     return source
 
 
+def _inside(exc: OSError, folder: Path) -> bool:
+    paths = [p for p in (exc.filename, getattr(exc, "filename2", None)) if p]
+    if not paths:
+        return True  # a failing write with no path (e.g. ENOSPC on flush): treat as the build's storage
+    root = folder.resolve()
+    return any(Path(p).resolve().is_relative_to(root) or root.is_relative_to(Path(p).resolve()) for p in paths)
+
+
 def _convert_job(source: Source, fetched: FetchedSource, work_dir: Path) -> Converted:
     return convert_source(source, fetched, work_dir)
 
@@ -191,15 +199,22 @@ def fetch_and_convert(catalog: Catalog, outcomes: list[SourceOutcome], options: 
         with ProcessPoolExecutor(max_workers=options.workers, mp_context=context) as pool:
             futures = [pool.submit(_convert_job, o.source, o.fetched, work_dir) for o in todo]
             for outcome, future in zip(todo, futures, strict=True):
-                _settle(outcome, future.result, reporter)
+                _settle(outcome, future.result, reporter, work_dir)
     else:
         for outcome in todo:
-            _settle(outcome, lambda o=outcome: convert_source(o.source, o.fetched, work_dir), reporter)
+            _settle(outcome, lambda o=outcome: convert_source(o.source, o.fetched, work_dir), reporter, work_dir)
 
 
-def _settle(outcome: SourceOutcome, run: Any, reporter: Reporter) -> None:
+def _settle(outcome: SourceOutcome, run: Any, reporter: Reporter, work_dir: Path) -> None:
     try:
         outcome.converted = run()
+    except OSError as exc:
+        # The build's own storage failing (disk full, no permission, not a folder) is not the source's
+        # fault: stop the whole build so the previous complete output is never replaced by a partial one.
+        if _inside(exc, work_dir):
+            raise
+        outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
+        reporter.warn(f"{outcome.source.id}: conversion failed: {outcome.error}")
     except SourceFileError as exc:
         outcome.status, outcome.error = "failed", str(exc)
         reporter.warn(f"{outcome.source.id}: {exc}")
@@ -331,7 +346,10 @@ def write_rejects(outcomes: list[SourceOutcome], staging: Path, build_max_bytes:
 
 def source_entry(outcome: SourceOutcome) -> dict[str, Any]:
     source = outcome.source
-    counts: dict[str, Any] = dict(outcome.converted.counts) if outcome.converted else {}
+    counts: dict[str, Any] = {"read": 0, "converted": 0, "rejected": 0, "filtered": 0, "rows": 0, "eval_rows": 0,
+                              "rejected_by_reason": {}, "filtered_by_reason": {}}
+    if outcome.converted:
+        counts.update(outcome.converted.counts)
     for stage_name, n in outcome.stage_removed.items():
         counts[STAGE_COUNTER.get(stage_name, f"removed_by_{stage_name}")] = n
     for name in STAGE_COUNTER.values():
@@ -340,7 +358,9 @@ def source_entry(outcome: SourceOutcome) -> dict[str, Any]:
     return {
         "name": source.name, "task": source.task, "role": source.role, "host": source.host,
         "license": source.license, "license_terms": list(source.license_terms),
-        "homepage": source.homepage, "citation": source.citation, "revision": source.revision,
+        "homepage": source.homepage, "citation": source.citation,
+        # the commit the files were read at (a branch in the catalogue is recorded as what it resolved to)
+        "revision": (outcome.fetched.revision if outcome.fetched else None) or source.revision,
         "lang": source.lang, "priority": source.priority,
         "status": outcome.status, "error": outcome.error,
         "files": [{"path": f.relpath, "size": f.size, "sha256": f.sha256} for f in outcome.fetched.files]

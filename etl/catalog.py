@@ -241,7 +241,7 @@ def _describe(error: ValidationError, where: str) -> str:
     return "\n".join(lines)
 
 
-def load_catalog(path: str | Path, known_formats: set[str] | None = None) -> Catalog:
+def load_catalog(path: str | Path, known_formats: set[str] | dict[str, tuple[str, ...]] | None = None) -> Catalog:
     """Load and check a catalogue. Every problem is reported with the source id and key it concerns."""
     path = Path(path)
     try:
@@ -289,6 +289,10 @@ def load_catalog(path: str | Path, known_formats: set[str] | None = None) -> Cat
         if known_formats is not None and source.format not in known_formats:
             problems.append(f"{where}: `format`: unknown converter {source.format!r} "
                             f"(known: {', '.join(sorted(known_formats))})")
+            continue
+        if isinstance(known_formats, dict) and source.task not in known_formats[source.format]:
+            problems.append(f"{where}: `task`: converter {source.format!r} produces "
+                            f"{' or '.join(known_formats[source.format])} rows, not {source.task}")
             continue
         sources.append(source)
     if problems:

@@ -24,7 +24,7 @@ from etl.validate import validate_output
 
 
 def open_catalog(path: str) -> Catalog:
-    return load_catalog(path, known_formats=set(registry()))
+    return load_catalog(path, known_formats={name: c.tasks for name, c in registry().items()})
 
 
 def add_catalog_arg(parser: argparse.ArgumentParser) -> None:
@@ -186,7 +186,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         for source_id, result in results.items():
             if isinstance(result, Exception):
                 print(f"warning: {source_id}: could not fetch again: {result}", file=sys.stderr)
-    return cmd_build(args)
+    # --force applies to the named sources only: the build reads every other source from the cache
+    return cmd_build(argparse.Namespace(**{**vars(args), "force": False}))
 
 
 def explain_dups(out: Path, n: int) -> None:
@@ -224,7 +225,9 @@ def print_summary(result: BuildResult) -> None:
                                                           "decontaminated", "written")))
     console.print(table)
     for outcome in result.failed:
-        console.print(f"{outcome.source.id}: {outcome.error}", markup=False, style="red")
+        error = outcome.error or ""
+        line = error if error.startswith(f"{outcome.source.id}:") else f"{outcome.source.id}: {error}"
+        console.print(line, markup=False, style="red")
     totals = result.manifest["totals"]
     reconverted = [o.source.id for o in result.outcomes if o.converted and not o.converted.from_cache]
     cached = [o.source.id for o in result.outcomes if o.converted and o.converted.from_cache]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from etl.catalog import Source
@@ -12,6 +13,14 @@ from etl.convert.base import Reject, Row, Turn
 from etl.schemas import schema_problem
 
 TASK_FIELDS = {"pretrain": ("text",), "sft": ("messages",), "reward": ("prompt", "chosen", "rejected")}
+
+# Visible content: anything but white space and C0/C1 control characters, which normalisation removes
+# from stored text; a turn made only of those would be empty in the output.
+_VISIBLE = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]")
+
+
+def has_content(text: str) -> bool:
+    return _VISIBLE.search(text) is not None
 
 
 def _turns(turns: list[Turn]) -> list[dict[str, str]]:
@@ -35,7 +44,7 @@ def _check_sft(messages: list[Turn]) -> None:
 
 def _check_contents(turns: list[Turn]) -> None:
     for index, turn in enumerate(turns):
-        if not turn.content.strip():
+        if not has_content(turn.content):
             reason = "empty_output" if turn.role == "assistant" else "empty_input"
             raise Reject(reason, f"turn {index} ({turn.role}) is empty")
 
@@ -51,7 +60,7 @@ def _check_reward(prompt: list[Turn], chosen: str, rejected: str) -> None:
     if body[-1].role != "user":
         raise Reject("bad_role_order", "the prompt must end on a user turn")
     _check_contents(prompt)
-    if not chosen.strip() or not rejected.strip():
+    if not has_content(chosen) or not has_content(rejected):
         raise Reject("empty_output", "chosen or rejected is empty")
     if chosen.strip() == rejected.strip():
         raise Reject("chosen_equals_rejected", "chosen and rejected are the same text")
@@ -60,7 +69,7 @@ def _check_reward(prompt: list[Turn], chosen: str, rejected: str) -> None:
 def task_payload(task: str, row: Row) -> dict[str, Any]:
     """The task columns of `row`, checked for meaning. Raises Reject."""
     if task == "pretrain":
-        if row.text is None or not row.text.strip():
+        if row.text is None or not has_content(row.text):
             raise Reject("empty_text", "the document is empty")
         return {"text": row.text}
     if task == "sft":
@@ -76,7 +85,11 @@ def task_payload(task: str, row: Row) -> dict[str, Any]:
 
 def content_hash(payload: dict[str, Any]) -> str:
     canonical = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha1(canonical.encode("utf-8")).hexdigest()[:16]
+    try:
+        data = canonical.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: not text that Parquet (UTF-8) can store
+        raise Reject("bad_encoding", f"text holds a lone surrogate {canonical[exc.start]!r}") from None
+    return hashlib.sha1(data).hexdigest()[:16]
 
 
 class RowBuilder:
@@ -90,6 +103,7 @@ class RowBuilder:
     def build(self, row: Row, file_split: str) -> dict[str, Any]:
         source = self.source
         payload = task_payload(source.task, row)
+        digest = content_hash(payload)  # also rejects text that cannot be stored as UTF-8
         if row.native_id is not None:
             native = str(row.native_id)
             if native in self._native_seen:
@@ -97,7 +111,6 @@ class RowBuilder:
             self._native_seen.add(native)
             row_id = f"{source.id}/{native}"
         else:
-            digest = content_hash(payload)
             # Identical content repeats inside sources (Toyhom ships 378 duplicate rows); ids stay
             # unique by order of appearance, and dedup later collapses the copies.
             count = self._hash_seen.get(digest, 0) + 1

@@ -10,12 +10,36 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from etl.secrets import redact
+
 log = logging.getLogger("medcorpus")
 
 
+class RedactSecrets(logging.Filter):
+    """Replace the values of token variables in every record, whichever library logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(levelname)s %(message)s", stream=sys.stderr)
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        root.addHandler(handler)
+    # on every handler, not the logger: a logger's filters do not see records from other libraries' loggers
+    for handler in root.handlers:
+        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+            handler.addFilter(RedactSecrets())
+    # -v is for MedCorpus' own debugging: HTTP libraries would print raw headers at DEBUG.
+    for name in ("httpcore", "httpx", "urllib3", "huggingface_hub", "filelock", "fsspec"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 class Reporter(AbstractContextManager["Reporter"]):

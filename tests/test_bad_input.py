@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from etl.validate import validate_output
-from tests.helpers_badinput import GOOD_ID, BuildRun, entry, jsonl, run_build, run_catalog
+from tests.helpers_badinput import BuildRun, entry, jsonl, run_build, run_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = "bad_src"
@@ -381,7 +381,7 @@ def test_csv_rows_with_too_many_or_too_few_fields(tmp_path):
 
 def test_csv_with_a_duplicate_header_fails_the_source(tmp_path):
     """Two columns of one name would silently lose one of them: the file is refused."""
-    run = one(tmp_path, "d.csv", "query,query,response\na,b,c\n".encode(), reader="csv")
+    run = one(tmp_path, "d.csv", b"query,query,response\na,b,c\n", reader="csv")
     assert_source_failed(run, "d.csv: bad_header: duplicate column names: ['query']")
 
 
@@ -492,11 +492,6 @@ def test_control_characters_are_cleaned_from_stored_text(tmp_path):
     assert validate_output(run.out) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an answer made only of control characters passes the row check "
-                                       "(etl/rows.py _check_contents tests raw .strip(), and NUL/BEL/BS are not "
-                                       "whitespace), then the normalise stage (etl/stages/normalise.py via "
-                                       "textnorm.clean_text) empties it and the build writes a row with empty "
-                                       "content: exit 0, but `medcorpus validate` says the output is invalid")
 def test_control_characters_only_answer_is_rejected(tmp_path):
     records = [{"query": "q0", "response": "a0"}, {"query": "q1", "response": "\u0000\u0007\u0008"}]
     run = one(tmp_path, "d.jsonl", jsonl(*records))
@@ -649,10 +644,6 @@ def test_every_catalogue_problem_is_reported_at_once(tmp_path):
     assert "source 'good_qa': duplicate id" in err
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a converter used for a task it does not produce (`format: alpaca`, "
-                                       "`task: pretrain`) is accepted by etl/catalog.py load_catalog (cli "
-                                       "open_catalog passes only the format names, not Converter.tasks); the build "
-                                       "then rejects every record as a misleading `empty_text` with exit 0")
 def test_converter_for_the_wrong_task_is_a_catalogue_error(tmp_path):
     code, err = run_catalog(tmp_path, _HEAD + _src("wrong_task", task="pretrain"))
     assert code == 2
@@ -736,10 +727,6 @@ def test_disk_full_while_writing_keeps_the_previous_output(tmp_path):
     assert not (run.out / ".medcorpus.lock").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a write error in the work folder during conversion (OUT/.work not "
-                                       "writable, disk full) is caught per source by etl/build.py _settle as a "
-                                       "conversion failure; the build then commits an output with those sources "
-                                       "missing (here: an empty corpus) over the previous complete one")
 def test_write_error_during_conversion_keeps_the_previous_output(tmp_path):
     run, _ = _previous_output(tmp_path)
     before = _snapshot(run.out)

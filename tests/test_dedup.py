@@ -96,3 +96,14 @@ def test_deterministic_and_explained(tmp_path):
     assert first.drop_columns(["_key", "_len"]).equals(second.drop_columns(["_key", "_len"]))
     report = explain_dups(tmp_path / "a" / "reports", 5)
     assert "KEEP" in report and "drop" in report and "near_dedup" in report
+
+
+def test_normalise_keys_whole_rows_like_row_texts(tmp_path):
+    from etl.stages.text import row_texts
+    from etl.textnorm import match_key
+
+    table = sft([[("system", "Be kind."), ("user", "頭暈，怎麼辦？"), ("assistant", "  多休息&nbsp;。")]])
+    out = Normalise("sft").apply(table.to_batches()[0])
+    assert out.column("messages").to_pylist()[0][2]["content"] == "多休息\xa0。"
+    assert out.column("_key").to_pylist() == [match_key(t) for t in row_texts(out, "sft")]
+    assert out.column("_len").to_pylist() == [len(row_texts(out, "sft")[0])]

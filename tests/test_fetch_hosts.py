@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,59 +15,26 @@ from etl.catalog import Source
 from etl.fetch import make_fetcher
 from etl.fetch.base import FetchError
 from etl.fetch.net import RetryPolicy
+from tests.helpers_fetch import (
+    COMMIT,
+    FIXTURES,
+    QUOTA_PAGE,
+    FakeHost,
+    FakeHub,
+    confirm_page,
+    isolate_env,
+    lfs_pointer,
+    ranged,
+    serve_github,
+    serve_tianchi,
+    sha,
+)
 
-FIXTURES = Path(__file__).parent / "fixtures"
 PUBMEDQA = (FIXTURES / "pubmedqa" / "ori_pqal.json").read_bytes()
 SFT = (FIXTURES / "medicalgpt_sft_medical" / "data" / "sft" / "medical_sft_1K_format.jsonl").read_bytes()
 ZIP = (FIXTURES / "cmedqa2" / "dev_candidates.zip").read_bytes()
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 FAST = RetryPolicy(attempts=3, base=0.0, seed=0)
 SECRET = "sekrit-token-value-123456"
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def ranged(req: Request, data: bytes, headers: dict[str, str] | None = None) -> Response:
-    """Serve `data`, honouring a `Range: bytes=N-` request."""
-    headers = {"Accept-Ranges": "bytes", **(headers or {})}
-    match = re.fullmatch(r"bytes=(\d+)-", req.headers.get("Range", ""))
-    if match:
-        start = int(match[1])
-        if start >= len(data):
-            return Response(b"", status=416, headers=headers)
-        headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-        return Response(data[start:], status=206, headers=headers, content_type="application/octet-stream")
-    return Response(data, headers=headers, content_type="application/octet-stream")
-
-
-class FakeHost:
-    """A catch-all handler with a route table and a log of every request (method, path, headers)."""
-
-    def __init__(self, server: HTTPServer) -> None:
-        self.server = server
-        self.routes: list[tuple[str, re.Pattern[str], Callable[..., Response]]] = []
-        self.log: list[tuple[str, str, dict[str, str]]] = []
-        server.expect_request(re.compile(".*")).respond_with_handler(self._handle)
-
-    @property
-    def url(self) -> str:
-        return self.server.url_for("").rstrip("/")
-
-    def route(self, method: str, pattern: str, handler: Callable[..., Response]) -> None:
-        self.routes.append((method, re.compile(pattern), handler))
-
-    def _handle(self, req: Request) -> Response:
-        self.log.append((req.method, req.full_path.rstrip("?"), dict(req.headers)))
-        for method, pattern, handler in self.routes:
-            match = pattern.fullmatch(req.path)
-            if match and method in (req.method, "*") or (match and method == "GET" and req.method == "HEAD"):
-                return handler(req, *match.groups())
-        return Response("not found", status=404)
-
-    def count(self, needle: str, method: str = "GET") -> int:
-        return sum(1 for m, path, _ in self.log if m == method and needle in path)
 
 
 @pytest.fixture
@@ -79,13 +44,7 @@ def fake(httpserver: HTTPServer) -> FakeHost:
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("HF_TOKEN", "GITHUB_TOKEN", "TIANCHI_COOKIE", "TIANCHI_CSRF_TOKEN", "MEDCORPUS_CACHE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    import huggingface_hub.constants as hub_constants
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    isolate_env(monkeypatch, tmp_path)
 
 
 def source(**keys: object) -> Source:
@@ -108,46 +67,6 @@ def secrets_absent(tmp_path: Path, caplog: pytest.LogCaptureFixture, *texts: str
 
 
 # ---- Hugging Face Hub ------------------------------------------------------------------------------------
-
-class FakeHub:
-    """The calls huggingface_hub makes: dataset info at a revision, the recursive tree, and `resolve`."""
-
-    def __init__(self, fake: FakeHost, files: dict[str, bytes], lfs: set[str], token: str | None = None,
-                 lfs_sha: dict[str, str] | None = None) -> None:
-        self.files, self.lfs, self.token, self.lfs_sha = files, lfs, token, lfs_sha or {}
-        fake.route("GET", r"/api/datasets/([^/]+/[^/]+)/revision/(.+)", self.info)
-        fake.route("GET", r"/api/datasets/([^/]+/[^/]+)", lambda req, repo: self.info(req, repo, "main"))
-        fake.route("GET", r"/api/datasets/([^/]+/[^/]+)/tree/([^/]+)", self.tree)
-        fake.route("GET", r"/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", self.resolve)
-
-    def _denied(self, req: Request) -> Response | None:
-        if self.token and req.headers.get("Authorization") != f"Bearer {self.token}":
-            return Response(json.dumps({"error": "Access to dataset is restricted"}), status=401,
-                            headers={"X-Error-Code": "GatedRepo"}, content_type="application/json")
-        return None
-
-    def info(self, req: Request, repo: str, rev: str) -> Response:
-        return self._denied(req) or Response(json.dumps({"id": repo, "sha": COMMIT}),
-                                             content_type="application/json")
-
-    def tree(self, req: Request, repo: str, rev: str) -> Response:
-        items = []
-        for path, data in self.files.items():
-            item = {"type": "file", "path": path, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
-            if path in self.lfs:
-                item["lfs"] = {"oid": self.lfs_sha.get(path, sha(data)), "size": len(data), "pointerSize": 134}
-            items.append(item)
-        return self._denied(req) or Response(json.dumps(items), content_type="application/json")
-
-    def resolve(self, req: Request, repo: str, rev: str, path: str) -> Response:
-        if (denied := self._denied(req)) is not None:
-            return denied
-        if path not in self.files:
-            return Response("Entry not found", status=404, headers={"X-Error-Code": "EntryNotFound"})
-        data = self.files[path]
-        etag = sha(data) if path in self.lfs else hashlib.sha1(data).hexdigest()
-        return ranged(req, data, {"X-Repo-Commit": COMMIT, "ETag": f'"{etag}"'})
-
 
 @pytest.fixture
 def hub(fake: FakeHost, monkeypatch: pytest.MonkeyPatch) -> FakeHost:
@@ -238,24 +157,10 @@ def test_hf_abbreviated_or_missing_revision_is_resolved_and_checked(hub: FakeHos
 
 # ---- GitHub ----------------------------------------------------------------------------------------------
 
-def lfs_pointer(data: bytes) -> bytes:
-    return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha(data)}\nsize {len(data)}\n").encode()
-
-
 @pytest.fixture
 def github(fake: FakeHost, monkeypatch: pytest.MonkeyPatch) -> FakeHost:
-    monkeypatch.setenv("MEDCORPUS_GITHUB_API", f"{fake.url}/api")
-    monkeypatch.setenv("MEDCORPUS_GITHUB_RAW", f"{fake.url}/raw")
-    monkeypatch.setenv("MEDCORPUS_GITHUB_MEDIA", f"{fake.url}/media")
-    repo = {"data/sft.jsonl": SFT, "data/big.json": lfs_pointer(PUBMEDQA), "README.md": b"# readme\n"}
-    fake.route("GET", r"/api/repos/o/r/commits/(.+)", lambda req, ref: Response(
-        json.dumps({"sha": COMMIT}), content_type="application/json"))
-    fake.route("GET", r"/api/repos/o/r/git/trees/(.+)", lambda req, ref: Response(json.dumps(
-        {"sha": ref, "truncated": False, "tree": [{"path": "data", "type": "tree"}] +
-         [{"path": p, "type": "blob", "size": len(b)} for p, b in repo.items()]}), content_type="application/json"))
-    fake.route("GET", rf"/raw/o/r/{COMMIT}/(.+)", lambda req, path: ranged(req, repo[path]) if path in repo
-               else Response("404: Not Found", status=404))
-    fake.route("GET", rf"/media/o/r/{COMMIT}/data/big.json", lambda req: ranged(req, PUBMEDQA))
+    serve_github(fake, monkeypatch, "o/r", {"data/sft.jsonl": SFT, "README.md": b"# readme\n"},
+                 lfs={"data/big.json": PUBMEDQA})
     return fake
 
 
@@ -295,15 +200,6 @@ def test_github_404_fails_at_once_naming_the_source(github: FakeHost, tmp_path: 
 
 # ---- Google Drive ----------------------------------------------------------------------------------------
 
-# Drive serves the form on one line, and gdown parses it line by line.
-CONFIRM_PAGE = """<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head><body>
-<form id="download-form" action="{action}" method="get"><input type="submit" value="Download anyway"/><input type="hidden" name="id" value="FILEID"><input type="hidden" name="export" value="download"><input type="hidden" name="confirm" value="t"><input type="hidden" name="uuid" value="1234-abcd"></form></body></html>"""
-
-QUOTA_PAGE = """<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head><body>
-<p class="uc-error-caption">Sorry, you can't view or download this file at this time.</p>
-<p class="uc-error-subcaption">Too many users have viewed or downloaded this file recently.</p></body></html>"""
-
-
 @pytest.fixture
 def drive(fake: FakeHost, monkeypatch: pytest.MonkeyPatch) -> FakeHost:
     monkeypatch.setenv("MEDCORPUS_GDRIVE_URL", fake.url)
@@ -311,7 +207,7 @@ def drive(fake: FakeHost, monkeypatch: pytest.MonkeyPatch) -> FakeHost:
 
 
 def test_gdrive_goes_through_the_virus_scan_confirmation(drive: FakeHost, tmp_path: Path) -> None:
-    drive.route("GET", r"/uc", lambda req: Response(CONFIRM_PAGE.format(action=f"{drive.url}/download"),
+    drive.route("GET", r"/uc", lambda req: Response(confirm_page(f"{drive.url}/download"),
                                                     content_type="text/html; charset=utf-8"))
 
     def download(req: Request) -> Response:
@@ -337,7 +233,7 @@ def test_gdrive_quota_page_is_an_error_that_suggests_a_mirror(drive: FakeHost, t
 
 
 def test_gdrive_html_after_confirmation_is_refused(drive: FakeHost, tmp_path: Path) -> None:
-    drive.route("GET", r"/uc", lambda req: Response(CONFIRM_PAGE.format(action=f"{drive.url}/download"),
+    drive.route("GET", r"/uc", lambda req: Response(confirm_page(f"{drive.url}/download"),
                                                     content_type="text/html"))
     drive.route("GET", r"/download", lambda req: Response("<html><body>Sign in</body></html>",
                                                           content_type="text/html"))
@@ -349,34 +245,8 @@ def test_gdrive_html_after_confirmation_is_refused(drive: FakeHost, tmp_path: Pa
 
 @pytest.fixture
 def tianchi(fake: FakeHost, monkeypatch: pytest.MonkeyPatch) -> FakeHost:
-    monkeypatch.setenv("MEDCORPUS_TIANCHI_URL", fake.url)
-    files = {"101": ("CHIP-CDN/train.json", PUBMEDQA), "102": ("CHIP-CDN/dev.jsonl", SFT)}
-
-    def logged_in(req: Request) -> bool:
-        return req.headers.get("Cookie") == f"tc={SECRET}; _csrf=abc"
-
-    def detail(req: Request) -> Response:
-        if not logged_in(req):
-            return Response(json.dumps({"success": False, "data": None}), content_type="application/json")
-        assert req.get_json() == {"dataId": 95414}
-        return Response(json.dumps({"success": True, "data": {"datalabFile": [
-            {"id": int(fid), "filePath": path} for fid, (path, _) in files.items()]}}),
-            content_type="application/json")
-
-    def signed(req: Request) -> Response:
-        if not logged_in(req):
-            return Response("", status=403)
-        fid = req.args["fileId"]
-        return Response(json.dumps({"success": True, "data": f"{fake.url}/oss/{fid}?Expires=1&Signature=s3cr"}),
-                        content_type="application/json")
-
-    def storage(req: Request, fid: str) -> Response:
-        assert "Cookie" not in req.headers and req.args["Signature"] == "s3cr"
-        return ranged(req, files[fid][1])
-
-    fake.route("POST", r"/api/notebook/dataDetail", detail)
-    fake.route("GET", r"/api/dataset/getFileDownloadUrl", signed)
-    fake.route("GET", r"/oss/(\d+)", storage)
+    serve_tianchi(fake, monkeypatch, 95414, f"tc={SECRET}; _csrf=abc",
+                  {"101": ("CHIP-CDN/train.json", PUBMEDQA), "102": ("CHIP-CDN/dev.jsonl", SFT)})
     return fake
 
 

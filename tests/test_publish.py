@@ -18,14 +18,19 @@ from werkzeug import Request, Response
 
 from etl.cli import main
 from etl.publish import PublishError, commit_message, licence_problems, publish
+from tests.helpers_hub import HubReader
 from tests.helpers_output import make_output
 
 TOKEN = "hf_test_secret_token_0123456789"
 REPO = "medorg/medcorpus"
 
 
+COMMIT_OID = "c" * 40
+
+
 class FakeHub:
-    """The Hub endpoints `create_repo`, `create_branch` and `create_commit` use, in regular upload mode."""
+    """The Hub endpoints `create_repo`, `create_branch` and `create_commit` use, in regular upload mode; and
+    the read endpoints (tests/helpers_hub.py) that serve what was committed, for `datasets.load_dataset`."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
@@ -33,11 +38,14 @@ class FakeHub:
         self.created: list[dict] = []
         self.commits: list[dict] = []
         self.branches: list[str] = []
+        self.reader = HubReader(REPO, lambda: self.files, lambda: COMMIT_OID)
 
     def __call__(self, request: Request) -> Response:
         self.calls.append(f"{request.method} {request.path}")
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return _json({"error": "Invalid credentials"}, 401)
+        if (read := self.reader(request)) is not None:
+            return read
         path = request.path
         if path == "/api/repos/create":
             body = request.get_json()
@@ -69,7 +77,7 @@ class FakeHub:
             assert item["key"] == "file" and item["value"]["encoding"] == "base64"
             self.files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
         self.commits.append({"revision": revision, **header["value"], "paths": [i["value"]["path"] for i in lines[1:]]})
-        return _json({"commitUrl": f"{request.host_url}datasets/{REPO}/commit/{'c' * 40}", "commitOid": "c" * 40,
+        return _json({"commitUrl": f"{request.host_url}datasets/{REPO}/commit/{COMMIT_OID}", "commitOid": COMMIT_OID,
                       "pullRequestUrl": None})
 
 
@@ -218,3 +226,51 @@ def test_large_folder_path(tmp_path: Path, hub: FakeHub, monkeypatch: pytest.Mon
     for shard in manifest["shards"]:
         assert hashlib.sha256(hub.files[shard["path"]]).hexdigest() == shard["sha256"]
     assert hub.commits[0]["summary"].startswith(commit_message(manifest)[0])
+
+
+
+# `datasets` reads HF_ENDPOINT when it is imported, so the loading runs in a fresh interpreter pointed at the
+# fake Hub, with every other host unreachable (a dead proxy for everything but 127.0.0.1).
+LOAD = """
+import json, sys
+import datasets
+result = {}
+for config in sys.argv[2:]:
+    loaded = datasets.load_dataset(sys.argv[1], config)
+    result[config] = {split: loaded[split].to_list() for split in loaded}
+print(json.dumps(result, ensure_ascii=False))
+"""
+
+
+def test_published_repo_loads_with_datasets(tmp_path: Path, hub: FakeHub) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "out"
+    manifest = make_output(out)
+    publish(out, REPO)
+    configs = sorted(manifest["splits"])
+    assert "sft" in configs
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
+           "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets"), "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0",
+           "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1,localhost"}
+    done = subprocess.run([sys.executable, "-c", LOAD, REPO, *configs], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = json.loads(done.stdout)
+
+    for config in configs:
+        local = {split: [row for path in sorted((out / config).glob(f"{split}-*.parquet"))
+                         for row in pq.read_table(path).to_pylist()]
+                 for split in manifest["splits"][config]}
+        assert loaded[config] == local, config
+    assert [len(rows) for rows in loaded["sft"].values()] == \
+        [manifest["splits"]["sft"][split]["rows"] for split in loaded["sft"]]
+    # every shard was read from the commit the publish made, through the fake Hub's resolve endpoint
+    reads = [p for p in hub.reader.paths if p.startswith("GET /datasets/") and p.endswith(".parquet")]
+    assert sorted(reads) == sorted(f"GET /datasets/{REPO}/resolve/{COMMIT_OID}/{s['path']}"
+                                   for s in manifest["shards"] if s["path"].split("/")[0] in configs)

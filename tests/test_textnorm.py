@@ -1,4 +1,4 @@
-from etl.textnorm import clean_text, match_key, match_keys, match_units, numbers_in
+from etl.textnorm import clean_text, match_key, match_keys, match_units, numbers_in, numbers_of
 
 
 def test_key_folds_width_case_space_punctuation_and_script():
@@ -33,3 +33,9 @@ def test_units_split_han_characters_and_words():
 def test_clean_text_only_touches_controls_entities_and_ends():
     assert clean_text("  a&nbsp;b &amp; c\x00\x07 &unknown;\ufeff ") == "a\xa0b & c &unknown;"
     assert clean_text("第一行\n第二行\t结束") == "第一行\n第二行\t结束"
+
+
+def test_numbers_keep_their_units():
+    swapped = ("糖化血红蛋白12.4%，空腹血糖9.7mmol/L", "糖化血红蛋白9.7%，空腹血糖12.4mmol/L")
+    assert numbers_in(match_key(swapped[0])) != numbers_in(match_key(swapped[1]))
+    assert numbers_of([match_key(t) for t in swapped]) == ["|".join(numbers_in(match_key(t))) for t in swapped]

@@ -49,7 +49,7 @@ def meddg(record: Any, ctx: RecordContext) -> list[Row]:
             raise Reject("unknown_role", f"utterance {index} has id {speaker!r}")
         utterances.append((_MEDDG_SPEAKERS[speaker], get_str(item, "Sentence")))
         for key in _MEDDG_ENTITY_KEYS:
-            values = item.get(key) or []
+            values = get_list(item, key, required=False)
             if values:
                 entities.setdefault(key, set()).update(str(v) for v in values)
     meta: dict[str, Any] = {"entities": {k: sorted(v) for k, v in sorted(entities.items())}}

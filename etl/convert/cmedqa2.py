@@ -24,12 +24,17 @@ from etl.read.encoding import decoded_stream
 _CANDIDATE_SPLITS = {"dev": "validation", "test": "test", "train": "train"}
 
 
-def _csv_rows(file: SourceFile, options: dict[str, Any]) -> Iterator[tuple[str, int, dict[str, str]]]:
-    """`(member label, row number, row)` for the CSV inside one of the zips."""
+def _csv_rows(file: SourceFile, options: dict[str, Any],
+              columns: tuple[str, ...]) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """`(member label, row number, row)` for the CSV inside one of the zips, whose header must name
+    `columns` (a short row has None for the columns it lacks)."""
     for label, stream in open_members(file, options):
         encoding, stream = decoded_stream(label, stream, options)
         try:
             rows = csv.DictReader(io.TextIOWrapper(stream, encoding=encoding, newline=""))
+            missing = [name for name in columns if name not in (rows.fieldnames or ())]
+            if missing:
+                raise SourceFileError(label, "bad_header", f"no column(s) {missing} in the header")
             for number, row in enumerate(rows, 1):
                 yield label, number, row
         except UnicodeDecodeError as exc:
@@ -60,15 +65,15 @@ def read_cmedqa2(files: list[SourceFile], options: dict[str, Any]) -> Iterator[R
     held_out: dict[str, str] = {}
     for file in by_role["candidates"]:
         split = _CANDIDATE_SPLITS.get(file.relpath.rsplit("/", 1)[-1].split("_")[0], "train")
-        for _, _, row in _csv_rows(file, options):
-            if row.get("label") == "1" and split != "train":
+        for _, _, row in _csv_rows(file, options, ("question_id", "label")):
+            if row["label"] == "1" and split != "train":
                 held_out[row["question_id"]] = split
     questions: dict[str, str] = {}
     for file in by_role["question"]:
-        for _, _, row in _csv_rows(file, options):
+        for _, _, row in _csv_rows(file, options, ("question_id", "content")):
             questions[row["question_id"]] = row["content"]
     for file in by_role["answer"]:
-        for where, number, row in _csv_rows(file, options):
+        for where, number, row in _csv_rows(file, options, ("ans_id", "question_id", "content")):
             qid = row.get("question_id") or ""
             if qid not in questions:
                 yield ReadError(where, f"row {number}", "unknown_question_id",
@@ -84,11 +89,12 @@ def read_cmedqa2(files: list[SourceFile], options: dict[str, Any]) -> Iterator[R
 def cmedqa2(record: Any, ctx: RecordContext) -> list[Row]:
     """A joined question/answer pair; dev/test questions keep their split (catalogue: `eval_splits`)."""
     record = require_mapping(record)
+    question_id, ans_id = get_str(record, "question_id"), get_str(record, "ans_id")
     question, answer = get_str(record, "question").strip(), get_str(record, "answer").strip()
     if not question:
-        raise Reject("empty_question", f"question {record.get('question_id')!r} has no text")
+        raise Reject("empty_question", f"question {question_id!r} has no text")
     if not answer:
-        raise Reject("empty_answer", f"answer {record.get('ans_id')!r} has no text")
+        raise Reject("empty_answer", f"answer {ans_id!r} has no text")
     return [Row(messages=[Turn("user", question), Turn("assistant", answer)],
-                native_id=f"{record['question_id']}-{record['ans_id']}", split=get_str(record, "split"),
-                meta={"question_id": record["question_id"], "ans_id": record["ans_id"]})]
+                native_id=f"{question_id}-{ans_id}", split=get_str(record, "split"),
+                meta={"question_id": question_id, "ans_id": ans_id})]

@@ -9,7 +9,6 @@ to do. Secrets travel only in headers; `redact` scrubs every configured secret f
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -22,29 +21,12 @@ import requests
 import urllib3
 
 from etl.fetch.base import FetchError
+from etl.secrets import SECRET_ENV, redact  # noqa: F401  (re-exported for the fetchers)
 
 log = logging.getLogger("etl.fetch")
 
-SECRET_ENV = ("HF_TOKEN", "GITHUB_TOKEN", "TIANCHI_COOKIE", "TIANCHI_CSRF_TOKEN")
 CHUNK = 1 << 20
 T = TypeVar("T")
-
-
-def redact(text: str) -> str:
-    """`text` with the value of every secret environment variable (and each cookie value) replaced by ***."""
-    secrets: list[str] = []
-    for name in SECRET_ENV:
-        value = os.environ.get(name, "").strip()
-        if not value:
-            continue
-        secrets.append(value)
-        for part in value.split(";"):
-            _, _, cookie_value = part.partition("=")
-            if len(cookie_value.strip()) >= 6:
-                secrets.append(cookie_value.strip())
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 def public_url(url: str) -> str:

@@ -23,7 +23,7 @@ import xxhash
 
 from etl.catalog import DecontamConfig
 from etl.stages.base import Scan, Stage, StageContext
-from etl.stages.minhash import window_hashes
+from etl.stages.minhash import unique_counts, window_hashes
 from etl.stages.text import prompt_texts, row_texts, text_columns
 from etl.textnorm import match_units
 
@@ -51,7 +51,7 @@ def text_ngrams(texts: list[str], ngram_zh: int, ngram_en: int) -> tuple[np.ndar
         codes = [unit_codes[i] for i in chosen.tolist()]
         hashes, offsets = window_hashes(np.concatenate(codes), np.array([c.size for c in codes]), n)
         for j, i in enumerate(chosen.tolist()):
-            per_text[i] = np.unique(hashes[offsets[j]:offsets[j + 1]])
+            per_text[i] = unique_counts(hashes[offsets[j]:offsets[j + 1]])[0]
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum([a.size for a in per_text], out=offsets[1:])
     flat = np.concatenate(per_text) if texts else np.empty(0, dtype=np.uint64)
@@ -96,7 +96,7 @@ class Decontaminate(Stage):
         # Boilerplate n-grams (in too many items) leave the index and the items' denominators.
         order = np.argsort(grams, kind="stable")
         grams, owner = grams[order], owner[order]
-        counts = np.unique(grams, return_counts=True)[1]
+        counts = unique_counts(grams)[1]
         common = np.repeat(counts > cfg.stop_items, counts)
         grams, owner = grams[~common], owner[~common]
         item_grams = np.bincount(owner, minlength=len(items))
@@ -125,7 +125,7 @@ class Decontaminate(Stage):
         lo, width, row_of = lo[found], (hi - lo)[found], row_of[found]
         positions = np.repeat(lo - np.cumsum(width) + width, width) + np.arange(int(width.sum()))
         pair = np.repeat(row_of, width) * len(item_grams) + owner[positions]
-        pairs, shared = np.unique(pair, return_counts=True)
+        pairs, shared = unique_counts(pair)
         rows, items = pairs // len(item_grams), pairs % len(item_grams)
         coverage = shared / item_grams[items]
         passing = coverage >= self.config.threshold

@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
 from etl.catalog import DedupConfig, MinHashConfig
 from etl.stages.base import Scan, Stage, StageContext
-from etl.stages.minhash import band_hashes, jaccard, lsh_params, shingle_hashes, signatures
+from etl.stages.minhash import band_hashes, lsh_params, shingle_hashes, signatures, unique_counts
 from etl.stages.text import row_texts, text_columns
-from etl.textnorm import numbers_in
+from etl.textnorm import numbers_of
 
 MEMBER_COLUMNS = ["_row", "_priority", "_len", "id", "source", "dup_count", "meta"]
 _SNIPPET = 300
@@ -39,11 +40,13 @@ class Resolution:
 
     drop: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     absorbed_by: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # survivor per drop
-    survivors: dict[int, tuple[int, str]] = field(default_factory=dict)
+    survivors: dict[int, tuple[int, Counter[str]]] = field(default_factory=dict)  # dup_count, absorbed
     clusters: int = 0
 
 
 def _absorbed_of(meta: str | None) -> Counter[str]:
+    if not meta or "absorbed" not in meta:
+        return Counter()
     try:
         value = json.loads(meta or "{}")
     except json.JSONDecodeError:
@@ -53,6 +56,8 @@ def _absorbed_of(meta: str | None) -> Counter[str]:
 
 
 def _with_absorbed(meta: str | None, absorbed: Counter[str]) -> str:
+    if not meta or meta == "{}":
+        return json.dumps({"dedup": {"absorbed": dict(sorted(absorbed.items()))}}, ensure_ascii=False)
     try:
         value = json.loads(meta or "{}")
     except json.JSONDecodeError:
@@ -73,7 +78,7 @@ def resolve(members: pl.DataFrame) -> tuple[Resolution, list[list[dict[str, Any]
     and the clusters as ordered member lists (survivor first) for reports."""
     ordered = order_members(members)
     drop: list[tuple[int, int]] = []
-    survivors: dict[int, tuple[int, str]] = {}
+    survivors: dict[int, tuple[int, Counter[str]]] = {}
     clusters: list[list[dict[str, Any]]] = []
     grouped: list[list[dict[str, Any]]] = []
     for row in ordered.to_dicts():
@@ -83,14 +88,14 @@ def resolve(members: pl.DataFrame) -> tuple[Resolution, list[list[dict[str, Any]
             grouped.append([row])
     for rows in grouped:
         survivor, absorbed_rows = rows[0], rows[1:]
-        absorbed = _absorbed_of(survivor["meta"]) if survivor["dup_count"] > 1 else Counter()
+        absorbed: Counter[str] = Counter()
         for member in absorbed_rows:
             absorbed[member["source"]] += 1
             if member["dup_count"] > 1:
                 absorbed.update(_absorbed_of(member["meta"]))
             drop.append((member["_row"], survivor["_row"]))
         dup_count = sum(int(m["dup_count"]) for m in rows)
-        survivors[survivor["_row"]] = (dup_count, _with_absorbed(survivor["meta"], absorbed))
+        survivors[survivor["_row"]] = (dup_count, absorbed)
         clusters.append(rows)
     pairs = np.array(sorted(drop), dtype=np.int64).reshape(-1, 2)
     return Resolution(pairs[:, 0].copy(), pairs[:, 1].copy(), survivors, len(clusters)), clusters
@@ -104,7 +109,8 @@ def apply_resolution(batch: pa.RecordBatch, resolution: Resolution) -> pa.Record
         dup_count = batch.column("dup_count").to_numpy(zero_copy_only=False).astype(np.int32)
         meta = batch.column("meta").to_pylist()
         for i in hits:
-            dup_count[i], meta[i] = resolution.survivors[int(rows[i])]
+            dup_count[i], absorbed = resolution.survivors[int(rows[i])]
+            meta[i] = _with_absorbed(meta[i], _absorbed_of(meta[i]) + absorbed)
         for name, values in (("dup_count", pa.array(dup_count, type=pa.int32())),
                              ("meta", pa.array(meta, type=batch.schema.field("meta").type))):
             batch = batch.set_column(batch.schema.get_field_index(name), name, values)
@@ -170,6 +176,14 @@ def _fresh_dir(path: Path) -> Path:
     return path
 
 
+def _slim(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Member columns as clustering needs them: `meta` only where earlier merges are recorded in it."""
+    index = batch.schema.get_field_index("meta")
+    merged = pc.greater(batch.column("dup_count"), 1)
+    meta = pc.if_else(merged, batch.column("meta"), pa.scalar(None, batch.schema.field("meta").type))
+    return batch.set_column(index, "meta", meta)
+
+
 def _member_frame(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     frames = [pl.from_arrow(pa.Table.from_batches([b])) for b in batches if b.num_rows]
     schema = {"_row": pl.Int64, "_priority": pl.Int32, "_len": pl.Int32, "id": pl.String,
@@ -197,7 +211,7 @@ class ExactDedup(Stage):
         for part, batch in enumerate(scan(["_key", *MEMBER_COLUMNS])):
             keys = batch.column("_key").to_pylist()
             hashes = pa.array([xxhash.xxh3_64_intdigest(k.encode()) if k else None for k in keys], type=pa.uint64())
-            table = pa.Table.from_batches([batch]).drop_columns(["_key"]).append_column("hash", hashes)
+            table = pa.Table.from_batches([_slim(batch)]).drop_columns(["_key"]).append_column("hash", hashes)
             pl.from_arrow(table).write_parquet(spill / f"part-{part:06d}.parquet")  # type: ignore[union-attr]
         if not any(spill.iterdir()):
             return
@@ -234,6 +248,56 @@ class _UnionFind:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
+
+
+@dataclass
+class _CandidateShingles:
+    """Sorted unique 32-bit shingle hashes (and number signatures) of the candidate rows only."""
+
+    rows: np.ndarray          # sorted
+    hashes: np.ndarray        # uint32, per row sorted and unique
+    offsets: np.ndarray
+    numbers: np.ndarray       # int64 id of each row's numbers signature
+
+    @classmethod
+    def read(cls, scan: Scan, wanted: np.ndarray, ngram: int) -> _CandidateShingles:
+        rows, hashes, counts, numbers = [], [], [], []
+        for batch in scan(["_row", "_key"]):
+            ordinals = batch.column("_row").to_numpy(zero_copy_only=False)
+            mask = np.isin(ordinals, wanted)
+            if not mask.any():
+                continue
+            keys = batch.column("_key").filter(pa.array(mask)).to_pylist()
+            flat, offsets = shingle_hashes(keys, ngram)
+            doc = np.repeat(np.arange(len(keys), dtype=np.uint64), np.diff(offsets))
+            unique = unique_counts((doc << np.uint64(32)) | (flat >> np.uint64(32)))[0]
+            rows.append(ordinals[mask])
+            hashes.append((unique & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+            counts.append(np.bincount((unique >> np.uint64(32)).astype(np.int64), minlength=len(keys)))
+            numbers.extend(numbers_of(keys))
+        all_rows = np.concatenate(rows)
+        order = np.argsort(all_rows, kind="stable")
+        all_counts = np.concatenate(counts)
+        starts = np.zeros(all_counts.size + 1, dtype=np.int64)
+        np.cumsum(all_counts, out=starts[1:])
+        flat = np.concatenate(hashes)
+        # Re-lay the hash runs in row order so that index() is a binary search.
+        sorted_counts = all_counts[order]
+        offsets = np.zeros(order.size + 1, dtype=np.int64)
+        np.cumsum(sorted_counts, out=offsets[1:])
+        gather = np.repeat(starts[:-1][order] - offsets[:-1], sorted_counts) + np.arange(offsets[-1])
+        ids = pl.Series(numbers, dtype=pl.String).rank("dense").to_numpy().astype(np.int64)
+        return cls(all_rows[order], flat[gather], offsets, ids[order])
+
+    def index(self, rows: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.rows, rows)
+
+    def jaccard(self, i: int, j: int) -> float:
+        a = self.hashes[self.offsets[i]:self.offsets[i + 1]]
+        b = self.hashes[self.offsets[j]:self.offsets[j + 1]]
+        shared = np.intersect1d(a, b, assume_unique=True).size
+        union = a.size + b.size - shared
+        return shared / union if union else 0.0
 
 
 class NearDedup(Stage):
@@ -315,43 +379,35 @@ class NearDedup(Stage):
         return pairs.to_numpy().astype(np.int64)
 
     def verify(self, scan: Scan, pairs: np.ndarray) -> tuple[pl.DataFrame, Callable[[int, int], float]]:
+        """Check candidate pairs (numbers, then exact Jaccard) and cluster the verified ones. Only
+        candidate rows are held: their sorted unique 32-bit shingle hashes and numbers."""
         cfg = self.config
-        wanted = np.unique(pairs)
-        kept: list[pa.RecordBatch] = []
-        for batch in scan(["_key", *MEMBER_COLUMNS]):
-            mask = np.isin(batch.column("_row").to_numpy(zero_copy_only=False), wanted)
-            if mask.any():
-                kept.append(batch.filter(pa.array(mask)))
-        table = pa.Table.from_batches(kept)
-        keys = table.column("_key").to_pylist()
-        index = {row: i for i, row in enumerate(table.column("_row").to_pylist())}
-        hashes, offsets = shingle_hashes(keys, cfg.ngram)
-        numbers: dict[int, list[str]] = {}
+        shingles = _CandidateShingles.read(scan, unique_counts(pairs.reshape(-1))[0], cfg.ngram)
+        left, right = shingles.index(pairs[:, 0]), shingles.index(pairs[:, 1])
+        if cfg.match_numbers:
+            same = shingles.numbers[left] == shingles.numbers[right]
+            pairs, left, right = pairs[same], left[same], right[same]
         union = _UnionFind()
         verified = 0
-
-        def similarity(a: int, b: int) -> float:
-            ia, ib = index[a], index[b]
-            return jaccard(hashes[offsets[ia]:offsets[ia + 1]], hashes[offsets[ib]:offsets[ib + 1]])
-
-        for a, b in pairs.tolist():
+        for a, b, ia, ib in zip(pairs[:, 0].tolist(), pairs[:, 1].tolist(), left.tolist(), right.tolist(),
+                                strict=True):
             if union.find(a) == union.find(b):
                 continue
-            ia, ib = index[a], index[b]
-            if cfg.match_numbers:
-                na = numbers.setdefault(ia, numbers_in(keys[ia]))
-                nb = numbers.setdefault(ib, numbers_in(keys[ib]))
-                if na != nb:
-                    continue
-            if similarity(a, b) >= cfg.threshold:
+            if shingles.jaccard(ia, ib) >= cfg.threshold:
                 union.union(a, b)
                 verified += 1
         self.figures["verified_pairs"] = verified
-        clustered = sorted(union.parent)
-        cluster_of = [union.find(r) for r in clustered]
-        members = _member_frame([b.drop_columns(["_key"]) for b in kept])
-        members = members.join(pl.DataFrame({"_row": clustered, "cluster": cluster_of},
-                                            schema={"_row": pl.Int64, "cluster": pl.Int64}), on="_row")
+        clustered = np.array(sorted(union.parent), dtype=np.int64)
+        kept = [_slim(batch.filter(pa.array(np.isin(batch.column("_row").to_numpy(zero_copy_only=False), clustered))))
+                for batch in scan(MEMBER_COLUMNS)]
+        members = _member_frame(kept).join(
+            pl.DataFrame({"_row": clustered, "cluster": [union.find(r) for r in clustered.tolist()]},
+                         schema={"_row": pl.Int64, "cluster": pl.Int64}), on="_row")
+
+        def similarity(a: int, b: int) -> float:
+            ia, ib = shingles.index(np.array([a, b]))
+            return shingles.jaccard(int(ia), int(ib))
+
         return members, similarity
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
