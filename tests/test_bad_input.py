@@ -167,9 +167,6 @@ def test_json_array_cut_mid_record(tmp_path):
     assert user_turns(run) == [QR[0]["query"], QR[1]["query"]]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a truncated_json reject keeps no raw text (raw == ''), though a "
-                                       "rejects row must carry the original text up to 4 KB: "
-                                       "etl/read/jsonfamily.py _array/_objects pass raw=''")
 def test_json_array_cut_mid_record_keeps_the_cut_text(tmp_path):
     text = json.dumps(QR, ensure_ascii=False, indent=1)
     run = one(tmp_path, "d.json", text[: len(text) - 12].encode())
@@ -219,10 +216,6 @@ ARRAY_BAD_ELEMENT = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: one bad element (invalid UTF-8, a raw NUL or control byte) stops "
-                                       "the array: etl/read/jsonfamily.py _array yields one reject at "
-                                       "ijson's first lexical error and never reads or counts the elements "
-                                       "after it (5 of 10 records silently lost; the message is a bytes repr)")
 @pytest.mark.parametrize(("case", "bad", "reason"), ARRAY_BAD_ELEMENT, ids=[c[0] for c in ARRAY_BAD_ELEMENT])
 def test_bad_element_in_a_json_array_costs_only_that_element(tmp_path, case, bad, reason):
     run = one(tmp_path, "d.json", _zh_array(bad))
@@ -232,11 +225,11 @@ def test_bad_element_in_a_json_array_costs_only_that_element(tmp_path, case, bad
 
 
 def test_bad_element_in_a_json_array_is_rejected_where_it_is(tmp_path):
-    """What the code does today (see the xfail above): the elements before the bad one are kept, the bad
-    one is a reject at its location, and the build goes on."""
+    """The elements before and after the bad one are kept, the bad one is a reject at its location, and
+    the build goes on."""
     run = one(tmp_path, "d.json", _zh_array(b'{"query": "q\xff\xfe", "response": "a"}'))
     c = run.counts(BAD)
-    assert (c["converted"], c["rejected_by_reason"]) == (4, {"bad_encoding": 1})
+    assert (c["converted"], c["rejected_by_reason"]) == (9, {"bad_encoding": 1})
     assert reasons(run) == [("d.json", "element 4", "bad_encoding")]
     run.assert_balanced(BAD)
 
@@ -313,10 +306,6 @@ def test_lone_surrogate_escape_in_json_lines(tmp_path):
     assert [r["messages"][1]["content"] for r in run.rows("sft", BAD)] == ["a0", "a2 😀"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: in a JSON array a lone surrogate escape is silently replaced by '?' "
-                                       "and the record is written ('q?'): etl/read/jsonfamily.py _array/_objects "
-                                       "(ijson's yajl2_c backend substitutes; only _json_lines checks "
-                                       "has_lone_surrogate)")
 def test_lone_surrogate_escape_in_a_json_array(tmp_path):
     run = one(tmp_path, "d.json", _zh_array(b'{"query": "q\\ud800", "response": "a1"}'))
     assert_counts(run, read=10, converted=9, rejected={"bad_encoding": 1})
@@ -456,10 +445,6 @@ def test_extremely_long_answer_is_kept_whole(tmp_path):
     assert rows[1]["messages"][1]["content"] == big
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a JSON Lines file whose first line exceeds the 1 MiB sniff head is "
-                                       "taken for a bracket-less array (etl/read/jsonfamily.py sniff_layout drops "
-                                       "the cut line, then falls to `objects`): every record after the first "
-                                       "collapses into one bad_json reject (read 2 of 31)")
 def test_extremely_long_first_line_of_json_lines(tmp_path):
     big = "很" * (400 * 1024)  # 1.2 MB: just past the sniff head
     run = one(tmp_path, "d.jsonl", jsonl({"query": "长回答", "response": big}, *(QR * 10)))

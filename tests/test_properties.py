@@ -193,23 +193,15 @@ def _check_reason(exc: Reject | Filtered) -> None:
     assert isinstance(exc.reason, str) and REASON.fullmatch(exc.reason), repr(exc.reason)
 
 
-# Converters that raise something else than Reject/Filtered on a damaged record (each with the record that
-# shows it, so the strict xfail does not depend on what the random search happens to find).
-CONVERTER_BUGS: dict[str, tuple[str, Any]] = {
-    "cmedqa2": ("BUG: etl/convert/cmedqa2.py cmedqa2() indexes record['question_id'] / record['ans_id'] "
-                "unchecked: a record without them raises KeyError (the whole source fails) instead of "
-                "Reject('missing_field')",
-                {"question": "孩子咳嗽怎么办？", "answer": "多喝水。"}),
-    "meddg": ("BUG: etl/convert/cblue.py meddg() iterates an entity field (`Symptom`, ...) without checking it is "
-              "a list: a number raises TypeError (the whole source fails) instead of Reject('bad_field_type')",
-              [{"id": "Patients", "Sentence": "大便带血怎么回事", "Symptom": 1.0},
-               {"id": "Doctor", "Sentence": "多久了？"}]),
+# Damaged records that once made a converter raise something else than Reject/Filtered, always tried (so the
+# regression check does not depend on what the random search happens to find).
+CONVERTER_REGRESSIONS: dict[str, Any] = {
+    # etl/convert/cmedqa2.py indexed record['question_id'] / record['ans_id'] unchecked: KeyError
+    "cmedqa2": {"question": "孩子咳嗽怎么办？", "answer": "多喝水。"},
+    # etl/convert/cblue.py meddg() iterated an entity field without checking it is a list: TypeError
+    "meddg": [{"id": "Patients", "Sentence": "大便带血怎么回事", "Symptom": 1.0},
+              {"id": "Doctor", "Sentence": "多久了？"}],
 }
-
-
-def _with_bug_marks(names: list[str]) -> list[Any]:
-    return [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=CONVERTER_BUGS[n][0]))
-            if n in CONVERTER_BUGS else n for n in names]
 
 
 def _convert_one(source: Source, record: Any, surrogates_reach_rows: bool = True) -> None:
@@ -235,7 +227,7 @@ def _convert_one(source: Source, record: Any, surrogates_reach_rows: bool = True
         pa.Table.from_pylist([out], schema=arrow_schema(source.task))  # storable: right types, valid UTF-8
 
 
-@pytest.mark.parametrize("name", _with_bug_marks(CONVERTERS))
+@pytest.mark.parametrize("name", CONVERTERS)
 def test_converter_raises_only_reject_or_filtered(name):
     source = source_for(name)
 
@@ -244,8 +236,8 @@ def test_converter_raises_only_reject_or_filtered(name):
     def check(record: Any) -> None:
         _convert_one(source, record)
 
-    if name in CONVERTER_BUGS:
-        check = example(record=CONVERTER_BUGS[name][1])(check)
+    if name in CONVERTER_REGRESSIONS:
+        check = example(record=CONVERTER_REGRESSIONS[name])(check)
     check()
 
 
@@ -263,8 +255,7 @@ def _surrogate_check(name: str) -> Any:
 def test_lone_surrogates_never_crash_a_converter():
     """Random records full of lone surrogates: converters pass them on or reject, never raise."""
     for name in CONVERTERS:
-        if name not in CONVERTER_BUGS:
-            _surrogate_check(name)()
+        _surrogate_check(name)()
 
 
 def test_row_builder_rejects_text_with_lone_surrogates():
@@ -285,7 +276,7 @@ def _write_records(path: Path, records: list[Any]) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=True) + "\n" for r in records), encoding="ascii")
 
 
-@pytest.mark.parametrize("name", _with_bug_marks(CONVERTERS))
+@pytest.mark.parametrize("name", CONVERTERS)
 def test_conversion_counts_every_record(name, tmp_path_factory):
     catalogued = source_for(name)
     options = {k: v for k, v in catalogued.options.items() if k not in READER_ONLY_OPTIONS}
@@ -318,6 +309,6 @@ def test_conversion_counts_every_record(name, tmp_path_factory):
             assert len(rejects) == c["rejected"] + c["partial_rejects"], c
             assert all(r["source"] == source.id and r["file"] == "records.jsonl" for r in rejects)
 
-    if name in CONVERTER_BUGS:
-        check = example(records=[CONVERTER_BUGS[name][1]])(check)
+    if name in CONVERTER_REGRESSIONS:
+        check = example(records=[CONVERTER_REGRESSIONS[name]])(check)
     check()

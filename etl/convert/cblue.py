@@ -34,7 +34,7 @@ def chip_mdcfnpc(record: Any, ctx: RecordContext) -> list[Row]:
     return [Row(messages=finish_dialogue(merge_utterances(utterances), meta), native_id=dialog_id, meta=meta)]
 
 
-@converter("meddg", tasks=("sft",), reader="json")
+@converter("meddg", tasks=("sft",), reader="json", version=2)
 def meddg(record: Any, ctx: RecordContext) -> list[Row]:
     """A MedDG dialogue: a list of `{id: Patients|Doctor, Sentence, Symptom, Medicine, Test, …}` →
     conversation; the entities mentioned anywhere in it go to meta (sorted, per kind)."""

@@ -254,10 +254,11 @@ class _UnionFind:
 class _CandidateShingles:
     """Sorted unique 32-bit shingle hashes (and number signatures) of the candidate rows only."""
 
-    rows: np.ndarray          # sorted
-    hashes: np.ndarray        # uint32, per row sorted and unique
+    rows: np.ndarray          # candidate rows, sorted
+    position: np.ndarray      # where each sorted row's data sits (read order)
+    hashes: np.ndarray        # uint32, per row sorted and unique, in read order
     offsets: np.ndarray
-    numbers: np.ndarray       # int64 id of each row's numbers signature
+    numbers: np.ndarray       # int64 id of each row's numbers signature, in read order
 
     @classmethod
     def read(cls, scan: Scan, wanted: np.ndarray, ngram: int) -> _CandidateShingles:
@@ -277,20 +278,13 @@ class _CandidateShingles:
             numbers.extend(numbers_of(keys))
         all_rows = np.concatenate(rows)
         order = np.argsort(all_rows, kind="stable")
-        all_counts = np.concatenate(counts)
-        starts = np.zeros(all_counts.size + 1, dtype=np.int64)
-        np.cumsum(all_counts, out=starts[1:])
-        flat = np.concatenate(hashes)
-        # Re-lay the hash runs in row order so that index() is a binary search.
-        sorted_counts = all_counts[order]
-        offsets = np.zeros(order.size + 1, dtype=np.int64)
-        np.cumsum(sorted_counts, out=offsets[1:])
-        gather = np.repeat(starts[:-1][order] - offsets[:-1], sorted_counts) + np.arange(offsets[-1])
+        offsets = np.zeros(all_rows.size + 1, dtype=np.int64)
+        np.cumsum(np.concatenate(counts), out=offsets[1:])
         ids = pl.Series(numbers, dtype=pl.String).rank("dense").to_numpy().astype(np.int64)
-        return cls(all_rows[order], flat[gather], offsets, ids[order])
+        return cls(all_rows[order], order, np.concatenate(hashes), offsets, ids)
 
     def index(self, rows: np.ndarray) -> np.ndarray:
-        return np.searchsorted(self.rows, rows)
+        return self.position[np.searchsorted(self.rows, rows)]
 
     def jaccard(self, i: int, j: int) -> float:
         a = self.hashes[self.offsets[i]:self.offsets[i + 1]]
