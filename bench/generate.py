@@ -16,12 +16,12 @@ import argparse
 import random
 import re
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
-import opencc
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from etl.textnorm import opencc_character_table
 
 ZH_DRUGS = ["阿司匹林", "氨氯地平", "二甲双胍", "阿莫西林", "布洛芬", "奥美拉唑", "氯吡格雷", "阿托伐他汀", "头孢克肟",
             "左氧氟沙星", "硝苯地平", "美托洛尔", "缬沙坦", "胰岛素", "甲硝唑", "对乙酰氨基酚", "氯雷他定", "蒙脱石散"]
@@ -73,15 +73,8 @@ class Corpus:
     kinds: list[str]          # original | a variant kind | hard_negative
 
 
-@cache
 def _s2t() -> dict[int, str]:
-    path = Path(opencc.__file__).parent / "dictionary" / "STCharacters.txt"
-    table: dict[int, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        source, _, targets = line.partition("\t")
-        if len(source) == 1 and targets:
-            table[ord(source)] = targets.split(" ")[0]
-    return table
+    return opencc_character_table("STCharacters")
 
 
 def _fill(template: str, rng: random.Random, zh: bool) -> str:

@@ -43,9 +43,10 @@ _NUMBER = re.compile(f"\\d+(?:{SEPARATOR_MARK}\\d+)*[a-zμ%‰°]?")
 
 
 @cache
-def _traditional_to_simplified() -> dict[int, str]:
-    """OpenCC's Traditional → Simplified character table (first candidate for ambiguous ones)."""
-    path = Path(opencc.__file__).parent / "dictionary" / "TSCharacters.txt"
+def opencc_character_table(name: str) -> dict[int, str]:
+    """One of OpenCC's character tables (`TSCharacters`, `STCharacters`) as a `str.translate` map,
+    taking the first candidate where a character has several."""
+    path = Path(opencc.__file__).parent / "dictionary" / f"{name}.txt"
     table: dict[int, str] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         source, _, targets = line.partition("\t")
@@ -56,7 +57,7 @@ def _traditional_to_simplified() -> dict[int, str]:
 
 @cache
 def _t2s_patterns() -> tuple[list[str], list[str]]:
-    table = _traditional_to_simplified()
+    table = opencc_character_table("TSCharacters")
     return [chr(code) for code in table], list(table.values())
 
 
@@ -77,7 +78,7 @@ def match_key(text: str) -> str:
 
 def fold(text: str) -> str:
     """NFKC, case-folded, Traditional → Simplified; spacing and punctuation left in place."""
-    return unicodedata.normalize("NFKC", text).casefold().translate(_traditional_to_simplified())
+    return unicodedata.normalize("NFKC", text).casefold().translate(opencc_character_table("TSCharacters"))
 
 
 def match_units(text: str) -> list[str]:

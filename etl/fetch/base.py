@@ -95,3 +95,12 @@ def verify_declared(source: Source, files: list[FetchedFile]) -> None:
             raise FetchError(source.id, f"sha256 is pinned for {name!r} but no such file was fetched")
         if got.sha256 != expected.lower():
             raise FetchError(source.id, f"checksum mismatch for {name}: expected sha256 {expected}, got {got.sha256}")
+
+
+def fetch_folder(source: Source, folder: Path) -> FetchedSource:
+    """A source whose files already sit in `folder` (a mirror, the package's own data): list and hash
+    them in catalogue order and check the catalogue's sha256 pins."""
+    files = [FetchedFile(p.relative_to(folder).as_posix(), p, p.stat().st_size, sha256_file(p))
+             for p in expand(folder, local_patterns(source), source.id)]
+    verify_declared(source, files)
+    return FetchedSource(source.id, folder, source.revision, tuple(files))

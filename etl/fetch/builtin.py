@@ -6,15 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from etl.catalog import Source
-from etl.fetch.base import (
-    FetchedFile,
-    FetchedSource,
-    FetchError,
-    expand,
-    local_patterns,
-    sha256_file,
-    verify_declared,
-)
+from etl.fetch.base import FetchedSource, FetchError, fetch_folder
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -27,7 +19,4 @@ class BuiltinFetcher:
         folder = self.root / source.id
         if not folder.is_dir():
             raise FetchError(source.id, f"builtin source has no folder etl/data/{source.id}/ in the package")
-        files = [FetchedFile(p.relative_to(folder).as_posix(), p, p.stat().st_size, sha256_file(p))
-                 for p in expand(folder, local_patterns(source), source.id)]
-        verify_declared(source, files)
-        return FetchedSource(source.id, folder, source.revision, tuple(files))
+        return fetch_folder(source, folder)

@@ -5,15 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from etl.catalog import Source
-from etl.fetch.base import (
-    FetchedFile,
-    FetchedSource,
-    FetchError,
-    expand,
-    local_patterns,
-    sha256_file,
-    verify_declared,
-)
+from etl.fetch.base import FetchedSource, FetchError, fetch_folder
 
 
 class MirrorFetcher:
@@ -24,8 +16,4 @@ class MirrorFetcher:
         folder = self.root / source.id
         if not folder.is_dir():
             raise FetchError(source.id, f"not in the mirror (expected a folder {source.id}/ in the mirror directory)")
-        files = []
-        for path in expand(folder, local_patterns(source), source.id):
-            files.append(FetchedFile(path.relative_to(folder).as_posix(), path, path.stat().st_size, sha256_file(path)))
-        verify_declared(source, files)
-        return FetchedSource(source.id, folder, source.revision, tuple(files))
+        return fetch_folder(source, folder)
