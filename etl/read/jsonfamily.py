@@ -265,8 +265,9 @@ class _Elements:
             return f"after key {self.last_key}" if self.last_key is not None else "key 0"
         return f"element {self.index}"
 
-    def error(self, reason: str, message: str, text: str) -> ReadError:
-        return ReadError(self.label, self.where(), reason, message, _raw(text))
+    def error(self, reason: str, message: str, text: str, key: str | None = None) -> ReadError:
+        where = f"key {key}" if key is not None else self.where()  # a member whose key could be read
+        return ReadError(self.label, where, reason, message, _raw(text))
 
     def record(self, value: Any) -> RawRecord:
         if not self.items:
@@ -326,13 +327,14 @@ class _Elements:
         if after == len(buf) and not window.eof:
             return None  # it may go on in the next chunk (a number), or no separator can be seen yet
         window.pos = after
+        key = value[0] if self.items else None
         if end - pos > self.limit:
             return self.error("record_too_long", f"longer than the reader's bound ({self.limit} characters)",
-                              buf[pos:end])
+                              buf[pos:end], key)
         if window.escaped and _LONE_SURROGATE.search(buf, pos, end):
-            return self.error("bad_encoding", _undecodable(buf[pos:end], self.encoding), buf[pos:end])
+            return self.error("bad_encoding", _undecodable(buf[pos:end], self.encoding), buf[pos:end], key)
         if window.escapes and _SURROGATE_ESCAPE.search(buf, pos, end) and has_lone_surrogate(value):
-            return self.error("bad_encoding", "lone UTF-16 surrogate escape", buf[pos:end])
+            return self.error("bad_encoding", "lone UTF-16 surrogate escape", buf[pos:end], key)
         if self.items:
             return self.record(value)
         return RawRecord(self.label, f"element {self.index}", value)
