@@ -6,14 +6,13 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any
 
 from etl.convert._dialogue import finish_dialogue, merge_utterances, with_opening
 from etl.convert.base import RecordContext, Reject, Row, converter
 from etl.convert.fieldtools import get_list, get_str, require_mapping, rest_as_meta
 from etl.read.base import RawRecord, ReadError, ReadItem, SourceFile, cut, reader
-from etl.read.containers import open_members
-from etl.read.encoding import text_lines
+from etl.read.text import content_lines
 
 _SPEAKERS = {"患者": "user", "医生": "assistant"}
 
@@ -44,19 +43,11 @@ _LINE = re.compile(r"^(train|dev|test)[ @](.*)$", re.DOTALL)
 def read_imcs21_krds(files: list[SourceFile], options: dict[str, Any]) -> Iterator[ReadItem]:
     """Lines `<split> <python list>` (or `<split>@<list>`); each list element becomes a record with
     `__split__` added. `ast.literal_eval` parses literals only: nothing in the file is executed."""
-    for file in files:
-        for label, stream in open_members(file, options):
-            yield from _krds_lines(label, stream, options)
-
-
-def _krds_lines(label: str, stream: BinaryIO, options: dict[str, Any]) -> Iterator[ReadItem]:
-    for item in text_lines(label, stream, options):
+    for item in content_lines(files, options):
         if isinstance(item, ReadError):
             yield item
             continue
-        number, line = item
-        if not line.strip():
-            continue
+        label, number, line = item
         where = f"line {number}"
         match = _LINE.match(line)
         if not match:

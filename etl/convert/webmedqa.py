@@ -13,8 +13,7 @@ from typing import Any
 from etl.convert.base import Filtered, RecordContext, Reject, Row, Turn, converter
 from etl.convert.fieldtools import get_str, require_mapping, rest_as_meta
 from etl.read.base import RawRecord, ReadError, ReadItem, SourceFile, cut, reader
-from etl.read.containers import open_members
-from etl.read.encoding import text_lines
+from etl.read.text import content_lines
 
 DEFAULT_COLUMNS = ("id", "label", "category", "question", "answer")
 
@@ -24,21 +23,17 @@ def read_webmedqa(files: list[SourceFile], options: dict[str, Any]) -> Iterator[
     """Every member of every zip (encoding detected per member); a line becomes a dict keyed by
     `options.columns`. A Git LFS pointer instead of the zip fails the source with `lfs_pointer`."""
     columns = tuple(options.get("columns", DEFAULT_COLUMNS))
-    for file in files:
-        for label, stream in open_members(file, options):
-            for item in text_lines(label, stream, options):
-                if isinstance(item, ReadError):
-                    yield item
-                    continue
-                number, line = item
-                if not line.strip():
-                    continue
-                parts = line.split("\t")
-                if len(parts) != len(columns):
-                    yield ReadError(label, f"line {number}", "bad_column_count",
-                                    f"expected {len(columns)} tab-separated columns, found {len(parts)}", cut(line))
-                    continue
-                yield RawRecord(label, f"line {number}", dict(zip(columns, parts, strict=True)))
+    for item in content_lines(files, options):
+        if isinstance(item, ReadError):
+            yield item
+            continue
+        label, number, line = item
+        parts = line.split("\t")
+        if len(parts) != len(columns):
+            yield ReadError(label, f"line {number}", "bad_column_count",
+                            f"expected {len(columns)} tab-separated columns, found {len(parts)}", cut(line))
+            continue
+        yield RawRecord(label, f"line {number}", dict(zip(columns, parts, strict=True)))
 
 
 @converter("webmedqa", tasks=("sft",), reader="webmedqa")

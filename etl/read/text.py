@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
 from etl.read.base import RawRecord, ReadError, ReadItem, SourceFile, cut, reader
-from etl.read.containers import read_members
+from etl.read.containers import open_members, read_members
 from etl.read.encoding import decoded_stream, text_lines
 
 MAX_RECORD_BYTES = 512 * 1024 * 1024  # text_file's bound on one record (options["max_record_bytes"])
@@ -45,6 +45,19 @@ def parse_text_file(label: str, stream: BinaryIO, options: Mapping[str, Any]) ->
         yield ReadError(label, f"line {line}", "bad_encoding", f"not valid {encoding}: {exc.reason}", cut(data))
         return
     yield RawRecord(label, "file", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def content_lines(files: list[SourceFile], options: Mapping[str, Any]) -> Iterator[tuple[str, int, str] | ReadError]:
+    """Every non-blank line of every file (archive members expanded, encoding detected per member) as
+    (label, line number, line), or the ReadError of a line that cannot be decoded: the base of readers
+    for line-based custom formats."""
+    for file in files:
+        for label, stream in open_members(file, options):
+            for item in text_lines(label, stream, options):
+                if isinstance(item, ReadError):
+                    yield item
+                elif item[1].strip():
+                    yield (label, *item)
 
 
 @reader("html")
