@@ -332,13 +332,7 @@ def write_rejects(outcomes: list[SourceOutcome], staging: Path, build_max_bytes:
         if outcome.converted is not None:
             for batch in scan_parquet([outcome.converted.rejects_path]):
                 writer.write(batch)
-    shards = writer.close()
-    if not shards:  # an empty rejects table still tells the reader that nothing was rejected
-        empty = pa.RecordBatch.from_pylist([], schema=REJECTS_SCHEMA)
-        writer = ShardedWriter(staging, "rejects", "rejects", REJECTS_SCHEMA, build_max_bytes, 100_000, prefix="rejects")
-        writer._ensure_writer().write_batch(empty)
-        shards = writer.close()
-    return shards
+    return writer.close(keep_empty=True)  # an empty table still says that nothing was rejected
 
 
 # --------------------------------------------------------------------------- manifest + commit

@@ -28,7 +28,7 @@ from etl.catalog import Source
 from etl.convert.base import Filtered, RecordContext, Reject, get_converter
 from etl.faults import checkpoint
 from etl.fetch.base import FetchedSource
-from etl.read.base import RawRecord, ReadError, SourceFileError, cut, get_reader
+from etl.read.base import RawRecord, ReadError, cut, get_reader
 from etl.rows import RowBuilder
 from etl.schemas import REJECTS_SCHEMA, arrow_schema
 
@@ -176,17 +176,13 @@ def convert_source(source: Source, fetched: FetchedSource, work_dir: Path) -> Co
                 counts.rejected_by_reason[rej.reason] += 1
                 rejects_out.add(_reject_row(source.id, item.file, item.location, rej.reason, rej.message, item.value))
                 continue
+            failures: list[tuple[str, Reject]] = []
             good = 0
-            first_reject: Reject | None = None
             for index, row in enumerate(rows):
-                location = item.location if len(rows) == 1 else f"{item.location} row {index}"
                 try:
                     out = builder.build(row, split)
                 except Reject as rej:
-                    first_reject = first_reject or rej
-                    if len(rows) > 1:
-                        counts.partial_rejects += 1
-                        rejects_out.add(_reject_row(source.id, item.file, location, rej.reason, rej.message, item.value))
+                    failures.append((item.location if len(rows) == 1 else f"{item.location} row {index}", rej))
                     continue
                 good += 1
                 if source.is_eval_split(out["split"]):
@@ -195,16 +191,14 @@ def convert_source(source: Source, fetched: FetchedSource, work_dir: Path) -> Co
                 else:
                     counts.rows += 1
                     rows_out.add(out)
+            for location, rej in failures:  # every failed row has its rejects row
+                rejects_out.add(_reject_row(source.id, item.file, location, rej.reason, rej.message, item.value))
             if good:
                 counts.converted += 1
-            elif first_reject is not None:
+                counts.partial_rejects += len(failures)
+            elif failures:  # the record counts once, under its first row's reason
                 counts.rejected += 1
-                counts.rejected_by_reason[first_reject.reason] += 1
-                if len(rows) == 1:
-                    rejects_out.add(_reject_row(source.id, item.file, item.location, first_reject.reason,
-                                                first_reject.message, item.value))
-                else:
-                    counts.partial_rejects -= len(rows)
+                counts.rejected_by_reason[failures[0][1].reason] += 1
             else:
                 counts.filtered += 1
                 counts.filtered_by_reason["no_rows"] += 1
@@ -223,5 +217,3 @@ def convert_source(source: Source, fetched: FetchedSource, work_dir: Path) -> Co
     os.replace(staging, final)
     return Converted(source.id, key, final, result, from_cache=False)
 
-
-__all__ = ["Converted", "SourceCounts", "SourceFileError", "convert_source", "conversion_key"]

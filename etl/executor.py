@@ -73,11 +73,12 @@ class TaskRun:
     def _apply(self, source: Callable[[list[str] | None], Iterator[pa.RecordBatch]],
                segment: list[Stage]) -> Iterator[pa.RecordBatch]:
         for batch in source(None):
+            before = _by_source(batch)
             for stage in segment:
-                before = _by_source(batch)
                 batch = stage.apply(batch)
-                before.subtract(_by_source(batch))
-                self.removed[stage.name].update({k: v for k, v in before.items() if v > 0})
+                after = _by_source(batch)  # a stage's output counts are the next stage's input counts
+                self.removed[stage.name].update({k: n - after[k] for k, n in before.items() if n > after[k]})
+                before = after
             yield batch
 
     def _materialise(self, source: Callable[[list[str] | None], Iterator[pa.RecordBatch]],

@@ -123,10 +123,13 @@ class ShardedWriter:
         self._shard_bytes = 0
         self._shard_rows = 0
 
-    def close(self) -> list[Shard]:
-        """Finish the last shard and give every shard its final name. No rows → no shard."""
+    def close(self, keep_empty: bool = False) -> list[Shard]:
+        """Finish the last shard and give every shard its final name. No rows → no shard, unless
+        `keep_empty` asks for one empty shard (a table whose emptiness is itself information)."""
         if self._pending_rows:
             self._flush(self._pending_rows)
+        if keep_empty and not self._parts:
+            self._ensure_writer()
         self._close_shard()
         total = len(self._parts)
         shards: list[Shard] = []
