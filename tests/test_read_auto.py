@@ -11,12 +11,13 @@ import pytest
 
 from etl.read.auto import table_delimiter
 from etl.read.base import RawRecord, ReadItem, SourceFile, SourceFileError, get_reader
+from tests.helpers_read import run_reader
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def read(path: Path, relpath: str | None = None, **options: Any) -> list[ReadItem]:
-    return list(get_reader("auto")([SourceFile(path, relpath or path.name)], options))
+    return run_reader("auto", path, relpath, **options)
 
 
 @pytest.mark.parametrize(("relpath", "count", "location", "kind"), [

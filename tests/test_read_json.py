@@ -12,23 +12,14 @@ import pytest
 
 from etl.read.base import RAW_LIMIT, RawRecord, ReadError, ReadItem, SourceFile, SourceFileError, get_reader
 from etl.read.jsonfamily import sniff_layout
+from tests.helpers_read import run_reader, summary, write
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GENMED_INSTRUCTION = "If you are a doctor, please answer the medical questions based on the patient's description."
 
 
 def read(path: Path, relpath: str | None = None, **options: Any) -> list[ReadItem]:
-    return list(get_reader("json")([SourceFile(path, relpath or path.name)], options))
-
-
-def write(tmp_path: Path, name: str, content: bytes) -> Path:
-    path = tmp_path / name
-    path.write_bytes(content)
-    return path
-
-
-def summary(items: list[ReadItem]) -> list[tuple[str, Any]]:
-    return [(i.location, i.value if isinstance(i, RawRecord) else i.reason) for i in items]
+    return run_reader("json", path, relpath, **options)
 
 
 @pytest.mark.parametrize(("relpath", "count", "first_location"), [

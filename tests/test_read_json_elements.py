@@ -5,17 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from etl.read.base import RawRecord, ReadError, ReadItem, SourceFile, get_reader
+from etl.read.base import ReadError, ReadItem
+from tests.helpers_read import run_reader, summary, write
 
 
 def read(tmp_path: Path, content: str | bytes, **options: Any) -> list[ReadItem]:
-    path = tmp_path / "data.json"
-    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-    return list(get_reader("json")([SourceFile(path, "data.json")], options))
-
-
-def summary(items: list[ReadItem]) -> list[tuple[str, Any]]:
-    return [(i.location, i.value if isinstance(i, RawRecord) else i.reason) for i in items]
+    path = write(tmp_path, "data.json", content.encode("utf-8") if isinstance(content, str) else content)
+    return run_reader("json", path, **options)
 
 
 def test_trailing_comma_before_the_closing_bracket_is_accepted(tmp_path):

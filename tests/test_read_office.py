@@ -8,7 +8,8 @@ from typing import Any
 import docx
 import pytest
 
-from etl.read.base import RawRecord, ReadItem, SourceFile, SourceFileError, get_reader
+from etl.read.base import RawRecord, ReadItem, SourceFileError
+from tests.helpers_read import run_reader
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GUIDES = FIXTURES / "xjun_pretrain_docx" / "data_pretrain" / "指南"
@@ -17,7 +18,7 @@ XLS = FIXTURES / "shennong_tcm_test_examples" / "src" / "ShenNong-TCM-LLM - test
 
 
 def read(path: Path, name: str, **options: Any) -> list[ReadItem]:
-    return list(get_reader(name)([SourceFile(path, path.name)], options))
+    return run_reader(name, path, **options)
 
 
 def failure(path: Path, name: str) -> str:

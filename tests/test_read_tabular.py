@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from etl.read.base import RawRecord, ReadItem, SourceFile, SourceFileError, get_reader
+from etl.read.base import RawRecord, ReadItem, SourceFileError
+from tests.helpers_read import run_reader, summary, write
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOYHOM = FIXTURES / "toyhom_dialogue" / "样例_内科5000-6000.csv"
@@ -17,17 +18,7 @@ QIZHEN = FIXTURES / "qizhen_drug_eval" / "data" / "eval" / "药品适应症评�
 
 
 def read(path: Path, name: str = "csv", **options: Any) -> list[ReadItem]:
-    return list(get_reader(name)([SourceFile(path, path.name)], options))
-
-
-def write(tmp_path: Path, name: str, content: bytes) -> Path:
-    path = tmp_path / name
-    path.write_bytes(content)
-    return path
-
-
-def summary(items: list[ReadItem]) -> list[tuple[str, Any]]:
-    return [(i.location, i.value if isinstance(i, RawRecord) else i.reason) for i in items]
+    return run_reader(name, path, **options)
 
 
 def test_toyhom_gbk_csv_first_record():

@@ -8,24 +8,15 @@ from typing import Any
 
 import pytest
 
-from etl.read.base import RAW_LIMIT, RawRecord, ReadItem, SourceFile, SourceFileError, get_reader
+from etl.read.base import RAW_LIMIT, RawRecord, ReadItem, SourceFileError
+from tests.helpers_read import run_reader, summary, write
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PRETRAIN = FIXTURES / "medicalgpt_pretrain" / "data" / "pretrain"
 
 
 def read(path: Path, name: str = "text", **options: Any) -> list[ReadItem]:
-    return list(get_reader(name)([SourceFile(path, path.name)], options))
-
-
-def write(tmp_path: Path, name: str, content: bytes) -> Path:
-    path = tmp_path / name
-    path.write_bytes(content)
-    return path
-
-
-def summary(items: list[ReadItem]) -> list[tuple[str, Any]]:
-    return [(i.location, i.value if isinstance(i, RawRecord) else i.reason) for i in items]
+    return run_reader(name, path, **options)
 
 
 def test_crlf_text_fixture_lines_without_terminators():

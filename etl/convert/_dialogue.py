@@ -6,10 +6,22 @@ times in a row; DESIGN §3 wants strict alternation, so consecutive same-speaker
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from etl.convert.base import Filtered, Reject, Turn
+from etl.convert.fieldtools import get_str, require_mapping
+
+
+def speaker_utterance(item: Any, speakers: Mapping[str, str], speaker_key: str, text_key: str,
+                      where: str) -> tuple[dict[str, Any], tuple[str, str]]:
+    """One utterance object of a dialogue → (the object, (role, text)); a speaker outside `speakers`
+    is `unknown_role`, naming `where` it stands."""
+    item = require_mapping(item)
+    speaker = get_str(item, speaker_key)
+    if speaker not in speakers:
+        raise Reject("unknown_role", f"{where} has {speaker_key} {speaker!r}")
+    return item, (speakers[speaker], get_str(item, text_key))
 
 
 def merge_utterances(utterances: Iterable[tuple[str, str]], joiner: str = "\n") -> list[Turn]:

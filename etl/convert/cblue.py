@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from etl.convert._dialogue import finish_dialogue, merge_utterances
+from etl.convert._dialogue import finish_dialogue, merge_utterances, speaker_utterance
 from etl.convert.base import RecordContext, Reject, Row, converter
 from etl.convert.fieldtools import get_list, get_str, require_mapping
 
@@ -21,12 +21,9 @@ def chip_mdcfnpc(record: Any, ctx: RecordContext) -> list[Row]:
     record = require_mapping(record)
     utterances: list[tuple[str, str]] = []
     findings: dict[str, Any] = {}
-    for index, sentence in enumerate(get_list(record, "dialog_info")):
-        sentence = require_mapping(sentence)
-        sender = get_str(sentence, "sender")
-        if sender not in _CHIP_SENDERS:
-            raise Reject("unknown_role", f"dialog_info[{index}] has sender {sender!r}")
-        utterances.append((_CHIP_SENDERS[sender], get_str(sentence, "text")))
+    for index, raw in enumerate(get_list(record, "dialog_info")):
+        sentence, utterance = speaker_utterance(raw, _CHIP_SENDERS, "sender", "text", f"dialog_info[{index}]")
+        utterances.append(utterance)
         if sentence.get("ner"):
             findings[get_str(sentence, "sentence_id", required=False) or str(index)] = sentence["ner"]
     dialog_id = get_str(record, "dialog_id")
@@ -42,12 +39,9 @@ def meddg(record: Any, ctx: RecordContext) -> list[Row]:
         raise Reject("bad_record_type", f"expected a list of utterances, got {type(record).__name__}")
     utterances: list[tuple[str, str]] = []
     entities: dict[str, set[str]] = {}
-    for index, item in enumerate(record):
-        item = require_mapping(item)
-        speaker = get_str(item, "id")
-        if speaker not in _MEDDG_SPEAKERS:
-            raise Reject("unknown_role", f"utterance {index} has id {speaker!r}")
-        utterances.append((_MEDDG_SPEAKERS[speaker], get_str(item, "Sentence")))
+    for index, raw in enumerate(record):
+        item, utterance = speaker_utterance(raw, _MEDDG_SPEAKERS, "id", "Sentence", f"utterance {index}")
+        utterances.append(utterance)
         for key in _MEDDG_ENTITY_KEYS:
             values = get_list(item, key, required=False)
             if values:

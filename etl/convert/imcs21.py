@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from etl.convert._dialogue import finish_dialogue, merge_utterances, with_opening
+from etl.convert._dialogue import finish_dialogue, merge_utterances, speaker_utterance, with_opening
 from etl.convert.base import RecordContext, Reject, Row, converter
 from etl.convert.fieldtools import get_list, get_str, require_mapping, rest_as_meta
 from etl.read.base import RawRecord, ReadError, ReadItem, SourceFile, cut, reader
@@ -26,11 +26,7 @@ def imcs21(record: Any, ctx: RecordContext) -> list[Row]:
     value = require_mapping(record.get("__value__"))
     utterances: list[tuple[str, str]] = []
     for index, item in enumerate(get_list(value, "dialogue")):
-        item = require_mapping(item)
-        speaker = get_str(item, "speaker")
-        if speaker not in _SPEAKERS:
-            raise Reject("unknown_role", f"dialogue[{index}] has speaker {speaker!r}")
-        utterances.append((_SPEAKERS[speaker], get_str(item, "sentence")))
+        utterances.append(speaker_utterance(item, _SPEAKERS, "speaker", "sentence", f"dialogue[{index}]")[1])
     meta = {"dialogue_id": str(record.get("__key__")), **rest_as_meta(value, ("dialogue", "self_report"))}
     turns = with_opening(get_str(value, "self_report", required=False), merge_utterances(utterances))
     return [Row(messages=finish_dialogue(turns, meta), native_id=str(record.get("__key__")), meta=meta)]

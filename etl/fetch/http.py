@@ -35,7 +35,7 @@ from etl.fetch.base import FetchedFile, FetchedSource, FetchError, local_pattern
 from etl.fetch.cache import SourceCache
 from etl.fetch.common import HostFetcher, Planned
 from etl.fetch.lock import LockEntry
-from etl.fetch.net import TransientError, Transport, looks_like_html, public_url
+from etl.fetch.net import TransientError, Transport, public_url, refuse_html_page
 from etl.fetch.progress import FileProgress
 
 log = logging.getLogger("etl.fetch")
@@ -120,10 +120,9 @@ class HttpFetcher(HostFetcher):
             transport.download(item.url, tmp, progress=progress)
         finally:
             transport.close()
-        if not item.relpath.endswith((".html", ".htm")) and looks_like_html(tmp):
-            tmp.unlink()
-            raise FetchError(source.id, f"{public_url(item.url)} returned an HTML page instead of {item.relpath} "
-                                        f"(a login, error or quota page?); download it by hand and use --mirror")
+        refuse_html_page(tmp, item.relpath, source.id,
+                         f"{public_url(item.url)} returned an HTML page instead of {item.relpath} "
+                         f"(a login, error or quota page?); download it by hand and use --mirror")
 
     # ---- web pages: robots.txt, spacing, a cap per run -----------------------------------------------
     def fetch(self, source: Source, *, force: bool = False, locked: LockEntry | None = None) -> FetchedSource:

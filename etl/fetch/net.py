@@ -29,6 +29,14 @@ CHUNK = 1 << 20
 T = TypeVar("T")
 
 
+def refuse_html_page(path: Path, relpath: str, source_id: str, message: str) -> None:
+    """An HTML page saved where a data file was expected (login, error or quota page) is an error,
+    never data: remove it and raise with `message`."""
+    if not relpath.endswith((".html", ".htm")) and looks_like_html(path):
+        path.unlink()
+        raise FetchError(source_id, message)
+
+
 def public_url(url: str) -> str:
     """A URL fit for logs and records: no query string (signed URLs carry credentials) and no user info."""
     parts = urlsplit(url)

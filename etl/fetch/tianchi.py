@@ -20,7 +20,7 @@ from etl.fetch.base import FetchedSource, FetchError, expand, local_patterns, ve
 from etl.fetch.cache import SourceCache
 from etl.fetch.common import HostFetcher, Planned, select
 from etl.fetch.lock import LockEntry
-from etl.fetch.net import Transport, looks_like_html, redact
+from etl.fetch.net import Transport, redact, refuse_html_page
 from etl.fetch.progress import FileProgress
 
 AUTH_HINT = "TIANCHI_COOKIE may have expired: copy it again from a logged-in browser."
@@ -106,7 +106,6 @@ class TianchiFetcher(HostFetcher):
             storage.download(signed, tmp, progress=progress)
         finally:
             storage.close()
-        if not item.relpath.endswith((".html", ".htm")) and looks_like_html(tmp):
-            tmp.unlink()
-            raise FetchError(source.id, f"Tianchi storage returned an HTML page instead of {item.relpath}; "
-                                        f"download it by hand from {dataset_page(source)}")
+        refuse_html_page(tmp, item.relpath, source.id,
+                         f"Tianchi storage returned an HTML page instead of {item.relpath}; "
+                         f"download it by hand from {dataset_page(source)}")
