@@ -177,10 +177,6 @@ def _inside(exc: OSError, folder: Path) -> bool:
     return any(Path(p).resolve().is_relative_to(root) or root.is_relative_to(Path(p).resolve()) for p in paths)
 
 
-def _convert_job(source: Source, fetched: FetchedSource, work_dir: Path) -> Converted:
-    return convert_source(source, fetched, work_dir)
-
-
 def fetch_and_convert(catalog: Catalog, outcomes: list[SourceOutcome], options: BuildOptions, work_dir: Path,
                       reporter: Reporter) -> None:
     fetched = _fetcher(options, catalog).fetch_many([o.source for o in outcomes], force=options.force_fetch)
@@ -197,7 +193,7 @@ def fetch_and_convert(catalog: Catalog, outcomes: list[SourceOutcome], options: 
         # spawn, not fork: forked workers deadlock once the parent has used polars (MEASURED.md)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=options.workers, mp_context=context) as pool:
-            futures = [pool.submit(_convert_job, o.source, o.fetched, work_dir) for o in todo]
+            futures = [pool.submit(convert_source, o.source, o.fetched, work_dir) for o in todo]
             for outcome, future in zip(todo, futures, strict=True):
                 _settle(outcome, future.result, reporter, work_dir)
     else:
@@ -208,19 +204,16 @@ def fetch_and_convert(catalog: Catalog, outcomes: list[SourceOutcome], options: 
 def _settle(outcome: SourceOutcome, run: Any, reporter: Reporter, work_dir: Path) -> None:
     try:
         outcome.converted = run()
-    except OSError as exc:
-        # The build's own storage failing (disk full, no permission, not a folder) is not the source's
-        # fault: stop the whole build so the previous complete output is never replaced by a partial one.
-        if _inside(exc, work_dir):
-            raise
-        outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
-        reporter.warn(f"{outcome.source.id}: conversion failed: {outcome.error}")
     except SourceFileError as exc:
         outcome.status, outcome.error = "failed", str(exc)
         reporter.warn(f"{outcome.source.id}: {exc}")
     except Exception as exc:  # noqa: BLE001 - one broken converter must not stop the other sources
+        # ...but the build's own storage failing (disk full, no permission) is not the source's fault:
+        # stop the whole build so the previous complete output is never replaced by a partial one.
+        if isinstance(exc, OSError) and _inside(exc, work_dir):
+            raise
         outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
-        reporter.warn(f"{outcome.source.id}: conversion failed: {type(exc).__name__}: {exc}")
+        reporter.warn(f"{outcome.source.id}: conversion failed: {outcome.error}")
     reporter.advance("convert", outcome.source.id)
 
 
@@ -235,15 +228,11 @@ def _task_stream(parts: list[tuple[Converted, int]]) -> Any:
         for converted, priority in parts:
             for batch in scan_parquet([converted.rows_path]):
                 n = batch.num_rows
-                extra = {"_row": pa.array(range(ordinal, ordinal + n), pa.int64()),
-                         "_priority": pa.array([priority] * n, pa.int32())}
+                batch = pa.RecordBatch.from_arrays(
+                    [*batch.columns, pa.array(range(ordinal, ordinal + n), pa.int64()), pa.repeat(pa.scalar(priority, pa.int32()), n)],
+                    names=[*batch.schema.names, "_row", "_priority"])
                 ordinal += n
-                table = pa.Table.from_batches([batch])
-                for name, values in extra.items():
-                    table = table.append_column(name, values)
-                if columns is not None:
-                    table = table.select(columns)
-                yield from table.to_batches()
+                yield batch if columns is None else batch.select(columns)
 
     return stream
 
