@@ -3,27 +3,41 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 MEDCORPUS := $(BIN)/medcorpus
-WORKERS ?= 2
+# --workers for the builds; unset, each command uses its own default: the number of cores
+WORKERS ?=
+WORKERS_ARG := $(if $(WORKERS),--workers $(WORKERS))
 SOURCE ?=
 REPO ?=
 
-.PHONY: demo build-corpus fetch refresh publish test lint bench clean
+.PHONY: demo build-corpus fetch refresh publish test lint bench lock-deps clean
 
-$(BIN)/medcorpus: pyproject.toml
+# Pinned versions of every dependency (constraints.txt), so two installs get the same libraries.
+$(BIN)/medcorpus: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
+
+## Refresh constraints.txt: resolve pyproject.toml's dependencies (all extras) afresh in a clean venv.
+lock-deps:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade pip
+	.venv-lock/bin/pip install --quiet -e '.[dev,bench]'
+	( echo "# pip constraints for MedCorpus: \`make lock-deps\` regenerates this file from pyproject.toml"; \
+	  .venv-lock/bin/pip freeze --exclude-editable ) > constraints.txt
+	rm -rf .venv-lock
 
 ## The whole flow offline, from the bundled sample mirror, into out/demo/.
 demo: $(MEDCORPUS)
-	$(MEDCORPUS) build --mirror examples/mirror --out out/demo --workers $(WORKERS)
+	$(MEDCORPUS) build --mirror examples/mirror --out out/demo $(WORKERS_ARG)
 	$(MEDCORPUS) validate out/demo
 
 ## The real build: fetch every enabled source from its host, then build out/.
-## With no dataset host reachable it builds from the bundled sample mirror instead, and says so.
+## With no dataset host reachable it reads the download cache, and takes only the sources missing from it
+## from the bundled sample mirror, and says so (it never replaces a real corpus in out/ with samples).
 build-corpus: $(MEDCORPUS)
-	$(MEDCORPUS) build --offline-mirror examples/mirror --workers $(WORKERS)
+	$(MEDCORPUS) build --offline-mirror examples/mirror $(WORKERS_ARG)
 	$(MEDCORPUS) validate out
 
 fetch: $(MEDCORPUS)
@@ -44,6 +58,7 @@ lint: $(MEDCORPUS)
 	$(BIN)/ruff check etl tests bench
 
 bench: $(MEDCORPUS)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python -m bench.run
 
 clean:

@@ -7,14 +7,17 @@ finds a manifest finds exactly the shards it lists (with their sha256); `medcorp
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import multiprocessing
 import os
 import shutil
 import socket
+import traceback
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,15 +36,29 @@ from etl.schemas import REJECTS_SCHEMA, arrow_schema
 from etl.stages.pipeline import default_stages
 from etl.stages.text import row_texts
 from etl.ui import Reporter
-from etl.write import Shard, ShardedWriter
+from etl.write import Shard, ShardedWriter, file_sha256
+
+log = logging.getLogger("medcorpus")
 
 SPLITS = ("train", "validation", "test")
 OUTPUT_ENTRIES = (*TASKS, "rejects", "stats", "README.md")
 STAGE_COUNTER = {"exact_dedup": "exact_dup", "near_dedup": "near_dup", "decontaminate": "decontaminated"}
+FAILED_BUILD = ".failed-build"     # where a build whose sources failed leaves its result (OUT is kept)
+COMMIT_MARKER = ".medcorpus-commit"  # the entries of OUT being swapped, while manifest.json is absent
+
+
+def default_workers() -> int:
+    """The one `--workers` default of every command: the number of cores."""
+    return os.cpu_count() or 1
 
 
 class BuildLockedError(RuntimeError):
-    pass
+    """Another build holds the output folder."""
+
+
+class OutputRefusedError(RuntimeError):
+    """The output folder holds something a build must not replace (files MedCorpus did not write, or a
+    corpus built from the real datasets that an offline build would replace with samples)."""
 
 
 @dataclass
@@ -56,6 +73,8 @@ class BuildOptions:
     force_fetch: bool = False
     license_allow: tuple[str, ...] = ()     # licence categories a training source may have (see licence_categories)
     license_deny: tuple[str, ...] = ()      # licence categories that exclude a training source
+    fallback_mirror: Path | None = None     # offline: sources not in the download cache come from this mirror
+    allow_sample_over_real: bool = False    # let sample-mirror sources replace an output built from real data
 
 
 def licence_categories(source: Source) -> set[str]:
@@ -88,12 +107,14 @@ class SourceOutcome:
     stage_removed: Counter[str] = field(default_factory=Counter)
     written: int = 0
     langs: Counter[str] = field(default_factory=Counter)
+    from_sample: bool = False              # read from the offline fallback mirror, not the real files
 
 
 @dataclass
 class BuildResult:
     manifest: dict[str, Any]
     outcomes: list[SourceOutcome]
+    left_in: Path | None = None            # set when sources failed and OUT was kept: where the result is
 
     @property
     def failed(self) -> list[SourceOutcome]:
@@ -104,52 +125,104 @@ class BuildResult:
 
 
 class OutputLock:
-    """One build per output folder. A lock left by a dead process is taken over with a warning."""
+    """One build per output folder: an exclusive `flock` on `OUT/.medcorpus.lock`. The kernel releases it
+    when the holder's file is closed, which includes any death of the process (kill -9, a zombie has
+    already closed its files), so there is no stale lock to take over and no race in taking one. The file
+    itself stays (deleting it would let two processes lock two different files); it holds the holder's pid
+    and host for the error message only."""
 
-    def __init__(self, out: Path, reporter: Reporter) -> None:
+    def __init__(self, out: Path, reporter: Reporter | None = None) -> None:
         self.path = out / ".medcorpus.lock"
         self.reporter = reporter
+        self._fd: int | None = None
 
     def __enter__(self) -> OutputLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                if holder is not None and _alive(holder):
-                    raise BuildLockedError(
-                        f"another build (pid {holder.get('pid')}) is writing to {self.path.parent}; "
-                        f"wait for it, or remove {self.path.name} if you are sure it is gone") from None
-                self.reporter.warn(f"taking over a stale lock left by pid {holder.get('pid') if holder else '?'}")
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as handle:
-                handle.write(me)
-            return self
-        raise BuildLockedError(f"could not take the lock {self.path}")
-
-    def _holder(self) -> dict[str, Any] | None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            return json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return None
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._holder(fd)
+            os.close(fd)
+            raise BuildLockedError(
+                f"another build ({holder}) is writing to {self.path.parent}; wait for it to finish") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode(), 0)
+        self._fd = fd
+        return self
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            return f"pid {holder['pid']} on {holder['host']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "a process that has not written its pid yet"
 
     def __exit__(self, *exc: object) -> None:
-        self.path.unlink(missing_ok=True)
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
 
 
-def _alive(holder: dict[str, Any]) -> bool:
-    if holder.get("host") != socket.gethostname():
-        return True  # cannot check another machine's process: assume it is running
+# --------------------------------------------------------------------------- the output folder
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
     try:
-        os.kill(int(holder["pid"]), 0)
-    except (ProcessLookupError, ValueError, KeyError, TypeError):
-        return False
-    except PermissionError:
-        return True
-    return True
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("tool") == "medcorpus" else None
+
+
+def owned_entries(manifest: dict[str, Any]) -> set[str]:
+    """The top-level entries of OUT a MedCorpus build wrote, from its manifest (`entries`; a manifest
+    from before that field: every name a build can write)."""
+    entries = manifest.get("entries")
+    return set(entries) if isinstance(entries, list) else set(OUTPUT_ENTRIES)
+
+
+def previous_output(out: Path) -> tuple[dict[str, Any] | None, set[str]]:
+    """The manifest of the MedCorpus output in `out` (None when there is none yet) and the entries of
+    `out` a MedCorpus build wrote. Refuses, with OutputRefusedError, a folder where a build would replace
+    files that no MedCorpus build wrote."""
+    if not out.is_dir():
+        return None, set()
+    previous = None
+    owned: set[str] = set()
+    manifest_path = out / "manifest.json"
+    if manifest_path.exists():
+        previous = _read_manifest(manifest_path)
+        if previous is None:
+            raise OutputRefusedError(
+                f"{out}: manifest.json is not the manifest of a MedCorpus build, so this folder is not a "
+                "MedCorpus output; choose another --out (an empty or new folder)")
+        owned = owned_entries(previous)
+    else:
+        # a commit that was interrupted between removing the old manifest and writing the new one
+        marker = _read_manifest(out / COMMIT_MARKER)
+        if marker is not None:
+            owned = set(marker.get("entries", []))
+    foreign = sorted(name for name in OUTPUT_ENTRIES if (out / name).exists() and name not in owned)
+    if foreign:
+        shown = ", ".join(f"{n}/" if (out / n).is_dir() else n for n in foreign)
+        raise OutputRefusedError(
+            f"{out} holds {shown}, which no MedCorpus build wrote there (no manifest.json lists them); a build "
+            "would replace them. Choose another --out (an empty or new folder), or move them away")
+    return previous, owned
+
+
+def real_sources(manifest: dict[str, Any]) -> set[str]:
+    """Sources of an output that were built from their real files (not from a sample mirror)."""
+    ok = {sid: e for sid, e in manifest.get("sources", {}).items() if e.get("status") == "ok"}
+    if not manifest.get("from_mirror"):
+        return set(ok)
+    return {sid for sid, e in ok.items() if e.get("from_mirror") is False}
 
 
 # --------------------------------------------------------------------------- fetch + convert
@@ -177,44 +250,160 @@ def _inside(exc: OSError, folder: Path) -> bool:
     return any(Path(p).resolve().is_relative_to(root) or root.is_relative_to(Path(p).resolve()) for p in paths)
 
 
-def fetch_and_convert(catalog: Catalog, outcomes: list[SourceOutcome], options: BuildOptions, work_dir: Path,
-                      reporter: Reporter) -> None:
-    fetched = _fetcher(options, catalog).fetch_many([o.source for o in outcomes], force=options.force_fetch)
+def cached_source_ids(catalog: Catalog, sources: list[Source], options: BuildOptions) -> set[str]:
+    """Sources whose files are complete in the download cache (readable without network)."""
+    from etl.commands.fetch import source_states
+
+    states = source_states(catalog, options.cache_dir)
+    return {s.id for s in sources if states.get(s.id, {}).get("fetched")}
+
+
+def plan_samples(catalog: Catalog, outcomes: list[SourceOutcome], options: BuildOptions,
+                 previous: dict[str, Any] | None) -> None:
+    """Offline (`--offline-mirror`): mark the sources that are not in the download cache to be read from
+    the sample mirror, and refuse to let them replace real data of the previous output without
+    `--allow-sample-over-real`."""
+    if options.fallback_mirror is None:
+        return
+    todo = [o for o in outcomes if o.status == "ok" and o.source.host != "builtin"]
+    cached = cached_source_ids(catalog, [o.source for o in todo], options)
+    for outcome in todo:
+        outcome.from_sample = outcome.source.id not in cached
+    _refuse_sample_over_real(outcomes, options, previous)
+
+
+def _refuse_sample_over_real(outcomes: list[SourceOutcome], options: BuildOptions,
+                             previous: dict[str, Any] | None) -> None:
+    if previous is None or options.allow_sample_over_real:
+        return
+    clash = sorted(real_sources(previous) & {o.source.id for o in outcomes if o.from_sample})
+    if clash:
+        raise OutputRefusedError(
+            f"{options.out} holds a corpus built from the real datasets, but offline {', '.join(clash)} would "
+            f"come from the sample mirror {options.fallback_mirror} (not in the download cache). Build into "
+            "another --out, fetch them when online, or pass --allow-sample-over-real to replace it anyway")
+
+
+def fetch_all(catalog: Catalog, outcomes: list[SourceOutcome], options: BuildOptions,
+              reporter: Reporter, previous: dict[str, Any] | None = None) -> None:
+    """Fetch every source; offline, cached sources from the cache and the others from the sample mirror
+    (a cached source that still cannot be read falls back to the mirror when that is allowed)."""
+    real = [o for o in outcomes if not o.from_sample]
+    results = _fetcher(options, catalog).fetch_many([o.source for o in real], force=options.force_fetch) if real else {}
+    if options.fallback_mirror is not None:
+        retry = [o for o in real if isinstance(results[o.source.id], FetchError) and o.source.host != "builtin"]
+        for outcome in retry:
+            reporter.warn(f"{outcome.source.id}: the cached copy cannot be used offline "
+                          f"({results[outcome.source.id].message}); using the sample mirror")
+            outcome.from_sample = True
+        _refuse_sample_over_real(outcomes, options, previous)
+        samples = [o for o in outcomes if o.from_sample]
+        if samples:
+            from etl.fetch import make_fetcher
+
+            mirror = make_fetcher(mirror=options.fallback_mirror, cache_dir=options.cache_dir)
+            results.update(mirror.fetch_many([o.source for o in samples]))
     for outcome in outcomes:
-        result = fetched[outcome.source.id]
+        result = results[outcome.source.id]
         if isinstance(result, FetchError):
             outcome.status, outcome.error = "failed", str(result)
             reporter.warn(f"{outcome.source.id}: fetch failed: {result.message}")
         else:
             outcome.fetched = result
+
+
+@dataclass(frozen=True)
+class WorkerFailure:
+    """An exception raised while converting one source, as plain values: it always pickles (a worker's
+    own exception may not), so it comes back from a worker process as that source's failure."""
+
+    type_name: str
+    message: str
+    source_file_error: bool = False
+    is_os_error: bool = False
+    errno: int | None = None             # an OSError: enough to rebuild it (the build's storage failing)
+    strerror: str | None = None
+    filename: str | None = None
+    filename2: str | None = None
+    trace: str = ""
+
+    @classmethod
+    def of(cls, exc: BaseException, trace: str = "") -> WorkerFailure:
+        def path(value: Any) -> str | None:
+            return os.fsdecode(value) if isinstance(value, str | bytes | os.PathLike) else None
+
+        failure = cls(type(exc).__name__, str(exc), isinstance(exc, SourceFileError), trace=trace)
+        if isinstance(exc, OSError):
+            failure = cls(failure.type_name, failure.message, False, True, exc.errno, exc.strerror,
+                          path(exc.filename), path(getattr(exc, "filename2", None)), trace)
+        return failure
+
+    def os_error(self) -> OSError | None:
+        if not self.is_os_error:
+            return None
+        if self.errno is None:
+            return OSError(self.message)
+        return OSError(self.errno, self.strerror, self.filename, None, self.filename2)
+
+    def describe(self) -> str:
+        return self.message if self.source_file_error else f"{self.type_name}: {self.message}"
+
+
+def convert_guarded(source: Source, fetched: FetchedSource, work_dir: Path) -> Converted | WorkerFailure:
+    """`convert_source` that returns any exception as a WorkerFailure instead of raising it."""
+    try:
+        return convert_source(source, fetched, work_dir)
+    except Exception as exc:  # noqa: BLE001 - one source's failure is that source's, whatever it is
+        return WorkerFailure.of(exc, traceback.format_exc())
+
+
+def _bytes(outcome: SourceOutcome) -> int:
+    return sum(f.size for f in outcome.fetched.files) if outcome.fetched else 0
+
+
+def fetch_and_convert(catalog: Catalog, outcomes: list[SourceOutcome], options: BuildOptions, work_dir: Path,
+                      reporter: Reporter, previous: dict[str, Any] | None = None) -> None:
+    fetch_all(catalog, outcomes, options, reporter, previous)
     todo = [o for o in outcomes if o.status == "ok"]
-    reporter.phase("convert", len(todo))
+    reporter.phase("convert", sum(_bytes(o) for o in todo), unit="bytes", items=len(todo))
     if options.workers > 1 and len(todo) > 1:
         # spawn, not fork: forked workers deadlock once the parent has used polars (MEASURED.md)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=options.workers, mp_context=context) as pool:
-            futures = [pool.submit(convert_source, o.source, o.fetched, work_dir) for o in todo]
-            for outcome, future in zip(todo, futures, strict=True):
-                _settle(outcome, future.result, reporter, work_dir)
+            futures = {pool.submit(convert_guarded, o.source, o.fetched, work_dir): o for o in todo}
+            for future in as_completed(futures):
+                _settle(futures[future], _worker_result(future), reporter, work_dir)
     else:
         for outcome in todo:
-            _settle(outcome, lambda o=outcome: convert_source(o.source, o.fetched, work_dir), reporter, work_dir)
+            _settle(outcome, convert_guarded(outcome.source, outcome.fetched, work_dir), reporter, work_dir)
 
 
-def _settle(outcome: SourceOutcome, run: Any, reporter: Reporter, work_dir: Path) -> None:
+def _worker_result(future: Future[Converted | WorkerFailure]) -> Converted | WorkerFailure:
     try:
-        outcome.converted = run()
-    except SourceFileError as exc:
-        outcome.status, outcome.error = "failed", str(exc)
-        reporter.warn(f"{outcome.source.id}: {exc}")
-    except Exception as exc:  # noqa: BLE001 - one broken converter must not stop the other sources
-        # ...but the build's own storage failing (disk full, no permission) is not the source's fault:
-        # stop the whole build so the previous complete output is never replaced by a partial one.
-        if isinstance(exc, OSError) and _inside(exc, work_dir):
-            raise
-        outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
-        reporter.warn(f"{outcome.source.id}: conversion failed: {outcome.error}")
-    reporter.advance("convert", outcome.source.id)
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - the worker died (BrokenProcessPool) or its result did not pickle
+        return WorkerFailure(type(exc).__name__, f"the worker process converting this source failed: {exc}")
+
+
+def _settle(outcome: SourceOutcome, result: Converted | WorkerFailure, reporter: Reporter, work_dir: Path) -> None:
+    if isinstance(result, WorkerFailure):
+        # the build's own storage failing (disk full, no permission) is not the source's fault: stop the
+        # whole build so the previous complete output is never replaced by a partial one
+        os_error = result.os_error()
+        if os_error is not None and _inside(os_error, work_dir):
+            raise os_error
+        if result.trace:
+            log.debug("%s: conversion failed:\n%s", outcome.source.id, result.trace)
+        outcome.status, outcome.error = "failed", result.describe()
+        reporter.warn(f"{outcome.source.id}: {outcome.error}" if result.source_file_error
+                      else f"{outcome.source.id}: conversion failed: {outcome.error}")
+        reporter.advance("convert", f"{outcome.source.id}: failed", amount=_bytes(outcome))
+        return
+    outcome.converted = result
+    counts = result.counts
+    reporter.advance("convert", f"{outcome.source.id}: {counts.get('read', 0):,} records read, "
+                                f"{counts.get('rows', 0):,} rows, {counts.get('rejected', 0):,} rejected"
+                                + (" (cached)" if result.from_cache else ""), amount=_bytes(outcome))
 
 
 # --------------------------------------------------------------------------- cross-source stages
@@ -278,9 +467,14 @@ def run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, wo
             continue
         stages = default_stages(task, build)
         reporter.phase(f"{task}: stages", len(stages))
+        ticked: list[str] = []
+
+        def tick(name: str, t: str = task, ticked: list[str] = ticked) -> None:
+            ticked.append(name)
+            reporter.advance(f"{t}: stages", name)
+
         run = TaskRun(task, stages, work_dir / "stages" / task, staging / "stats" / "reports" / task,
-                      _eval_scan(outcomes), options.workers,
-                      on_stage=lambda name, t=task: reporter.advance(f"{t}: stages", name))
+                      _eval_scan(outcomes), options.workers, on_stage=tick)
         run.report_dir.mkdir(parents=True, exist_ok=True)
         columns = set(arrow_schema(task).names) | {"_row", "_priority"}
         writers: dict[str, ShardedWriter] = {}
@@ -311,7 +505,9 @@ def run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, wo
             if summary:
                 (run.report_dir / f"{stage.name}.json").write_text(
                     json.dumps(summary, sort_keys=True, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
-        reporter.advance(f"{task}: stages")
+        for stage in stages:  # the streamed stages (no global pass) finish with the write
+            if stage.name not in ticked:
+                reporter.advance(f"{task}: stages", f"{stage.name} (streamed)")
     return shards
 
 
@@ -371,12 +567,18 @@ def make_manifest(catalog: Catalog, outcomes: list[SourceOutcome], shards: list[
             totals[STAGE_COUNTER.get(stage_name, f"removed_by_{stage_name}")] += n
         totals["written"] += outcome.written
         totals[f"sources_{outcome.status}"] += 1
+    sources = {o.source.id: source_entry(o) for o in outcomes}
+    samples = sorted(o.source.id for o in outcomes if o.from_sample)
+    for outcome in outcomes:  # per source: read from a mirror (--mirror, or offline samples) or the real files
+        sources[outcome.source.id]["from_mirror"] = outcome.from_sample or (
+            options.mirror is not None and outcome.source.host != "builtin")
     return {
         "tool": "medcorpus", "version": __version__, "config_hash": catalog.config_hash(),
-        "from_mirror": options.mirror is not None,
+        "from_mirror": options.mirror is not None or bool(samples),
+        "sample_sources": samples,
         "build": {**catalog.build.model_dump(mode="json"), "license_allow": sorted(options.license_allow),
                   "license_deny": sorted(options.license_deny)},
-        "sources": {o.source.id: source_entry(o) for o in outcomes},
+        "sources": sources,
         "splits": splits,
         "shards": [s.as_dict() for s in shards],
         "totals": dict(sorted(totals.items())),
@@ -391,21 +593,43 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def commit_output(staging: Path, out: Path, manifest: dict[str, Any]) -> None:
+def output_files(staging: Path) -> dict[str, str]:
+    """sha256 of every staged file that is not a shard (card, chart, reports), by path relative to OUT."""
+    return {path.relative_to(staging).as_posix(): file_sha256(path)
+            for path in sorted(staging.rglob("*")) if path.is_file() and path.suffix != ".parquet"}
+
+
+def commit_output(staging: Path, out: Path, manifest: dict[str, Any], owned: set[str] = frozenset()) -> None:
     """Swap the staged output in. The old manifest goes first, the new one comes last, so a reader never
-    sees a manifest that does not match the shards beside it."""
+    sees a manifest that does not match the shards beside it. Only entries the previous build wrote (its
+    manifest's `entries`) and the new ones are replaced; while no manifest is in place, a marker names
+    them, so that a build interrupted here can still tell its own files from a user's."""
+    new = set(manifest["entries"])
+    replaced = sorted(new | set(owned))
+    write_json_atomic(out / COMMIT_MARKER, {"tool": "medcorpus", "entries": replaced})
     (out / "manifest.json").unlink(missing_ok=True)
-    for name in OUTPUT_ENTRIES:
+    for name in replaced:
         old = out / name
-        if old.is_dir():
+        if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old)
-        elif old.exists():
+        elif old.exists() or old.is_symlink():
             old.unlink()
-        if (staging / name).exists():
+        if name in new:
             os.replace(staging / name, old)
     checkpoint("commit")
     write_json_atomic(out / "manifest.json", manifest)
+    (out / COMMIT_MARKER).unlink(missing_ok=True)
     shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(out / FAILED_BUILD, ignore_errors=True)  # an earlier failed build's result is now stale
+
+
+def leave_aside(staging: Path, out: Path, manifest: dict[str, Any]) -> Path:
+    """A build whose sources failed: keep OUT as it is and move the new result to OUT/.failed-build/."""
+    side = out / FAILED_BUILD
+    shutil.rmtree(side, ignore_errors=True)
+    write_json_atomic(staging / "manifest.json", manifest)
+    os.replace(staging, side)
+    return side
 
 
 def _write_card(staging: Path, manifest: dict[str, Any], reporter: Reporter) -> None:
@@ -418,9 +642,13 @@ def _write_card(staging: Path, manifest: dict[str, Any], reporter: Reporter) -> 
 
 
 def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> BuildResult:
+    """Build into `options.out`. When sources fail, the result replaces a previous output only with
+    `keep_going`; otherwise it is left in OUT/.failed-build/ (BuildResult.left_in) and OUT stays as it was.
+    With no previous output there is nothing to keep: the result (with its failures recorded) is OUT."""
     out = options.out
     sources = [_with_build_settings(s, catalog) for s in catalog.select(options.source_ids, options.tasks)]
     with OutputLock(out, reporter):
+        previous, owned = previous_output(out)
         work_dir = out / ".work"
         staging = out / ".staging"
         shutil.rmtree(staging, ignore_errors=True)
@@ -431,7 +659,8 @@ def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> Bu
             if reason:
                 outcome.status, outcome.error = "skipped", reason
                 reporter.info(f"{outcome.source.id}: left out: {reason}")
-        fetch_and_convert(catalog, [o for o in outcomes if o.status == "ok"], options, work_dir, reporter)
+        plan_samples(catalog, outcomes, options, previous)
+        fetch_and_convert(catalog, [o for o in outcomes if o.status == "ok"], options, work_dir, reporter, previous)
         for outcome in outcomes:
             if outcome.converted and outcome.converted.counts.get("filtered_by_reason", {}).get("no_persona_configured"):
                 reporter.warn(f"{outcome.source.id}: skipped: set build.persona.name and build.persona.author "
@@ -441,5 +670,16 @@ def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> Bu
         shards += write_rejects(outcomes, staging, catalog.build.shard_max_bytes)
         manifest = make_manifest(catalog, outcomes, shards, options)
         _write_card(staging, manifest, reporter)
-        commit_output(staging, out, manifest)
-    return BuildResult(manifest, outcomes)
+        manifest["files"] = output_files(staging)
+        manifest["entries"] = sorted(p.name for p in staging.iterdir())
+        result = BuildResult(manifest, outcomes)
+        foreign = sorted(n for n in manifest["entries"] if (out / n).exists() and n not in owned)
+        if foreign:  # names no check could foresee (not in OUTPUT_ENTRIES): keep the user's, say where ours went
+            side = leave_aside(staging, out, manifest)
+            raise OutputRefusedError(f"{out} holds {', '.join(foreign)}, which no MedCorpus build wrote there; "
+                                     f"the new output was left in {side}")
+        if result.failed and previous is not None and not options.keep_going:
+            result.left_in = leave_aside(staging, out, manifest)
+        else:
+            commit_output(staging, out, manifest, owned)
+    return result

@@ -43,7 +43,7 @@ TERM_NOTES = {
     "copyrighted": ("Copyrighted", "carry no open licence; use is at your own risk and may need the rights "
                     "holders' permission"),
     "no-redistribution": ("Redistribution forbidden upstream", "are in this copy only because the publisher "
-                          "explicitly allowed it (`medcorpus publish --allow-license`)"),
+                          "explicitly allowed it (`medcorpus publish --license-allow`)"),
     "unclear": ("Unclear licence", "have unclear terms upstream; check the upstream page before use"),
 }
 WARNED_TERMS = ("non-commercial", "academic-only", "copyrighted", "no-redistribution")

@@ -16,7 +16,15 @@ from rich.console import Console
 from rich.table import Table
 
 from etl import __version__, commands
-from etl.build import BuildLockedError, BuildOptions, BuildResult, run_build
+from etl.build import (
+    FAILED_BUILD,
+    BuildLockedError,
+    BuildOptions,
+    BuildResult,
+    OutputRefusedError,
+    default_workers,
+    run_build,
+)
 from etl.catalog import TASKS, Catalog, CatalogError, load_catalog
 from etl.convert.base import registry
 from etl.ui import Reporter, setup_logging
@@ -34,27 +42,45 @@ def add_catalog_arg(parser: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- sources
 
 
+SOURCE_COLUMNS = ("id", "task", "role", "host", "revision", "enabled", "state", "license")
+
+
 def cmd_sources(args: argparse.Namespace) -> int:
     catalog = open_catalog(args.catalog)
-    console = Console()
     if args.action == "show":
         if not args.id:
-            raise CatalogError("sources show needs an ID")
+            raise CatalogError("sources show needs an ID (see `medcorpus sources list`)")
         source = catalog.get(args.id)
-        console.print_json(json.dumps(source.model_dump(mode="json"), ensure_ascii=False))
+        print(json.dumps(source.model_dump(mode="json"), ensure_ascii=False, indent=2))
         return 0
+    if args.id:
+        raise CatalogError(f"sources list takes no ID (did you mean `medcorpus sources show {args.id}`?)")
     if args.markdown:
         print(sources_markdown(catalog, args.manifest))
         return 0
     states = _fetch_states(catalog)
-    table = Table("id", "task", "role", "host", "revision", "enabled", "state", "license")
+    rows = []
     for source in catalog.sources:
         if args.enabled_only and not source.enabled:
             continue
         state = states.get(source.id, {})
-        table.add_row(source.id, source.task, source.role, source.host, (source.revision or "")[:12],
-                      "yes" if source.enabled else "no", _describe_state(state), source.license)
-    console.print(table)
+        rows.append({"id": source.id, "task": source.task, "role": source.role, "host": source.host,
+                     "revision": source.revision or "", "enabled": source.enabled, "state": state,
+                     "license": source.license})
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    cells = [[r["id"], r["task"], r["role"], r["host"], r["revision"], "yes" if r["enabled"] else "no",
+              _describe_state(r["state"]), r["license"]] for r in rows]
+    if not sys.stdout.isatty():  # plain tab-separated rows, nothing cut, for pipes and scripts
+        for line in [list(SOURCE_COLUMNS), *cells]:
+            print("\t".join(cell.replace("\t", " ") for cell in line))
+        return 0
+    table = Table(*SOURCE_COLUMNS)
+    for cell in cells:
+        cell[4] = cell[4][:12]
+        table.add_row(*cell)
+    Console().print(table)
     return 0
 
 
@@ -106,6 +132,19 @@ def _describe_state(state: dict) -> str:
 # --------------------------------------------------------------------------- build
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_workers_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--workers`, the same rule in every command: default the number of cores."""
+    parser.add_argument("--workers", type=positive_int, default=default_workers(), metavar="N",
+                        help=f"{what} (default: the number of cores, {default_workers()} here)")
+
+
 def add_build_args(parser: argparse.ArgumentParser) -> None:
     add_catalog_arg(parser)
     parser.add_argument("--sources", nargs="+", metavar="ID", help="only these sources (disabled ones too)")
@@ -113,9 +152,13 @@ def add_build_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mirror", type=Path, help="read every source from DIR/<source_id>/ instead of the network")
     parser.add_argument("--out", type=Path, help="output folder (default: build.out of the catalogue)")
     parser.add_argument("--cache", type=Path, help="download cache (default: $MEDCORPUS_CACHE or ~/.cache/medcorpus)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes for conversion (default 1)")
+    add_workers_arg(parser, "worker processes for conversion and the cross-source stages")
     parser.add_argument("--offline-mirror", type=Path, metavar="DIR",
-                        help="when no dataset host can be reached, build from this mirror instead (with a warning)")
+                        help="when no dataset host can be reached, read sources from the download cache, and "
+                             "those not in it from this (sample) mirror, with a warning")
+    parser.add_argument("--allow-sample-over-real", action="store_true",
+                        help="with --offline-mirror: let sample-mirror sources replace an output that was built "
+                             "from the real datasets (refused otherwise)")
     licence_choices = ["permissive", "non-commercial", "academic-only", "no-redistribution", "copyrighted", "unclear"]
     parser.add_argument("--license-allow", nargs="+", default=[], choices=licence_choices, metavar="CATEGORY",
                         help="keep only training sources whose licence categories are all listed "
@@ -124,20 +167,24 @@ def add_build_args(parser: argparse.ArgumentParser) -> None:
                         help="leave out training sources with any of these licence categories")
     parser.add_argument("--explain-dups", type=int, default=0, metavar="N",
                         help="after the build, show N sample duplicate clusters per task and stage")
-    parser.add_argument("--keep-going", action="store_true", help="exit 0 even when some sources failed")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="when sources fail, still replace the previous output with the partial result "
+                             f"(without it, the result is left in OUT/{FAILED_BUILD}/); the exit code is 1 either way")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     catalog = open_catalog(args.catalog)
-    mirror = args.mirror
-    if mirror is None and args.offline_mirror is not None and not hosts_reachable():
-        print(f"warning: no dataset host is reachable; building from the sample mirror {args.offline_mirror} "
-              "instead (the output holds the bundled samples, not the full datasets)", file=sys.stderr)
-        mirror = args.offline_mirror
+    fallback = None
+    if args.mirror is None and args.offline_mirror is not None and not hosts_reachable():
+        print(f"warning: no dataset host is reachable; sources in the download cache are read from it, the "
+              f"others from the sample mirror {args.offline_mirror} (bundled samples, not the full datasets)",
+              file=sys.stderr)
+        fallback = args.offline_mirror
     options = BuildOptions(out=args.out or Path(catalog.build.out), source_ids=args.sources, tasks=args.tasks,
-                           mirror=mirror, cache_dir=args.cache, workers=max(1, args.workers),
+                           mirror=args.mirror, cache_dir=args.cache, workers=args.workers,
                            keep_going=args.keep_going, force_fetch=getattr(args, "force", False),
-                           license_allow=tuple(args.license_allow), license_deny=tuple(args.license_deny))
+                           license_allow=tuple(args.license_allow), license_deny=tuple(args.license_deny),
+                           fallback_mirror=fallback, allow_sample_over_real=args.allow_sample_over_real)
     with Reporter() as reporter:
         try:
             result = run_build(catalog, options, reporter)
@@ -149,13 +196,19 @@ def cmd_build(args: argparse.Namespace) -> int:
                   f"{options.out} is unchanged", file=sys.stderr)
             return 1
     print_summary(result)
-    if args.explain_dups:
+    if args.explain_dups and result.left_in is None:
         explain_dups(options.out, args.explain_dups)
     failed = result.failed
     if failed:
         names = ", ".join(o.source.id for o in failed)
         print(f"{len(failed)} source(s) failed: {names}", file=sys.stderr)
-        return 0 if args.keep_going else 1
+        if result.left_in is not None:
+            print(f"the previous output in {options.out} is unchanged; this build's result was left in "
+                  f"{result.left_in} (rerun with --keep-going to replace the output with it)", file=sys.stderr)
+        elif args.keep_going:
+            print(f"--keep-going: {options.out} now holds the partial result; its manifest records the failed "
+                  "source(s), so `medcorpus validate` reports it as partial", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -182,12 +235,19 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         from etl.fetch.lock import default_lock_path
 
         fetcher = make_fetcher(cache_dir=args.cache, lock_path=default_lock_path(catalog.path))
-        results = fetcher.fetch_many([catalog.get(i) for i in args.ids], force=args.force)
-        for source_id, result in results.items():
-            if isinstance(result, Exception):
-                print(f"warning: {source_id}: could not fetch again: {result}", file=sys.stderr)
+        results = fetcher.fetch_many([catalog.get(i) for i in args.ids], force=args.force, workers=args.workers)
+        stale = [source_id for source_id, result in results.items() if isinstance(result, Exception)]
+        for source_id in stale:
+            print(f"warning: {source_id}: could not fetch again: {results[source_id]}", file=sys.stderr)
+    else:
+        stale = []
     # --force applies to the named sources only: the build reads every other source from the cache
-    return cmd_build(argparse.Namespace(**{**vars(args), "force": False}))
+    code = cmd_build(argparse.Namespace(**{**vars(args), "force": False}))
+    if stale:
+        print(f"refresh: {', '.join(stale)} could not be fetched again; the build used what the cache held "
+              "(if anything), and the output was replaced only if no source failed", file=sys.stderr)
+        return code or 1
+    return code
 
 
 def explain_dups(out: Path, n: int) -> None:
@@ -233,6 +293,10 @@ def print_summary(result: BuildResult) -> None:
     cached = [o.source.id for o in result.outcomes if o.converted and o.converted.from_cache]
     shown = ", ".join(reconverted) if len(reconverted) <= 8 else f"{len(reconverted)} source(s)"
     console.print(f"re-converted: {shown or 'none'}; from cache: {len(cached)} source(s)", markup=False)
+    samples = result.manifest.get("sample_sources") or []
+    if samples:
+        console.print(f"from the sample mirror (offline, not in the download cache): {', '.join(samples)}",
+                      markup=False, style="yellow")
     console.print(f"written {totals.get('written', 0)} rows; rejected {totals.get('rejected', 0)} records; "
                   f"{len(result.failed)} source(s) failed", markup=False)
 
@@ -241,7 +305,7 @@ def print_summary(result: BuildResult) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    problems = validate_output(Path(args.out))
+    problems = validate_output(Path(args.out), allow_partial=args.allow_partial)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -254,16 +318,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- main
 
 
+def add_verbose_arg(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="debug logging (MedCorpus' own; HTTP and plotting libraries stay at warnings)")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medcorpus", description="Build a medical LLM training corpus from public datasets.")
     parser.add_argument("--version", action="version", version=f"medcorpus {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_verbose_arg(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("sources", help="the catalogue, with state")
-    p.add_argument("action", choices=["list", "show"])
-    p.add_argument("id", nargs="?")
-    p.add_argument("--enabled-only", action="store_true")
+    p.add_argument("action", choices=["list", "show"], help="list: every source with its fetch state; "
+                                                             "show: one source's catalogue entry as JSON")
+    p.add_argument("id", nargs="?", metavar="ID", help="with show: the source id (the `id:` in the catalogue)")
+    p.add_argument("--enabled-only", action="store_true", help="with list: leave out disabled sources")
+    p.add_argument("--json", action="store_true", help="with list: print the rows as a JSON array")
     p.add_argument("--markdown", action="store_true", help="print the README's source table")
     p.add_argument("--manifest", type=Path, help="with --markdown: take row counts from this build's manifest")
     add_catalog_arg(p)
@@ -281,11 +352,15 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check an output folder against its manifest and the schemas")
     p.add_argument("out")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="accept an output whose manifest records failed sources (a --keep-going build)")
     add_catalog_arg(p)
     p.set_defaults(func=cmd_validate)
 
     for module in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
         importlib.import_module(f"etl.commands.{module}").register(sub)
+    for command in sub.choices.values():  # `-v` after the subcommand too
+        add_verbose_arg(command)
     return parser
 
 
@@ -294,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         return args.func(args)
-    except (CatalogError, BuildLockedError) as exc:
+    except (CatalogError, BuildLockedError, OutputRefusedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -7,7 +7,7 @@ redistribution (policy below). The token comes from `HF_TOKEN` or the library's 
 only ever handed to `huggingface_hub`; `HF_ENDPOINT` is read at call time, so mirrors work.
 
 Licence policy: sources whose `license_terms` include `no-redistribution` or `copyrighted` (all
-rights reserved: nobody granted a right to redistribute) block publishing unless `--allow-license`
+rights reserved: nobody granted a right to redistribute) block publishing unless `--license-allow`
 names each of them. `non-commercial`, `academic-only` and `unclear` sources are published: their
 licences permit sharing, and the card warns about them.
 """
@@ -73,13 +73,13 @@ def licence_problems(manifest: dict[str, Any], allow: Iterable[str] = ()) -> lis
     """Included sources whose terms forbid redistribution and that `allow` does not name."""
     sources = manifest.get("sources") or {}
     allowed = set(allow)
-    problems = [f"--allow-license {name}: no such source in this output" for name in sorted(allowed - set(sources))]
+    problems = [f"--license-allow {name}: no such source in this output" for name in sorted(allowed - set(sources))]
     for sid, entry in included_sources(manifest).items():
         blocking = [t for t in entry.get("license_terms") or [] if t in BLOCKING_TERMS]
         if blocking and sid not in allowed:
             problems.append(
                 f"{sid}: licence {entry.get('license') or 'unknown'!r} is marked {', '.join(blocking)}; "
-                f"publishing would redistribute it. Rebuild without it, or pass --allow-license {sid} if you "
+                f"publishing would redistribute it. Rebuild without it, or pass --license-allow {sid} if you "
                 "hold the right to redistribute it")
     return problems
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from etl.build import OutputLock
 from etl.validate import validate_output
 from tests.helpers_badinput import BuildRun, entry, jsonl, run_build, run_catalog
 
@@ -34,9 +35,11 @@ ZH = [{"query": "头痛怎么办", "response": "多休息，多喝水。"}, {"qu
 
 
 def one(tmp_path: Path, name: str, data: bytes, fmt: str = "query_response", task: str = "sft",
-        **extra: Any) -> BuildRun:
-    """A build of the bad source `bad_src` (one file) beside the good source."""
-    return run_build(tmp_path, [entry(BAD, name, fmt, task=task, **extra)], {BAD: {name: data}})
+        workers: int | None = None, **extra: Any) -> BuildRun:
+    """A build of the bad source `bad_src` (one file) beside the good source (`--workers` as given, else the
+    default: the number of cores)."""
+    args = () if workers is None else ("--workers", str(workers))
+    return run_build(tmp_path, [entry(BAD, name, fmt, task=task, **extra)], {BAD: {name: data}}, extra_args=args)
 
 
 def reasons(run: BuildRun, source_id: str = BAD) -> list[tuple[str, str, str]]:
@@ -67,7 +70,10 @@ def assert_source_failed(run: BuildRun, error_start: str) -> None:
     assert f"1 source(s) failed: {BAD}" in run.stderr
     assert f"{BAD}: {error_start}" in run.stderr
     run.assert_good_source_finished()
-    assert validate_output(run.out) == []
+    # the first build into this folder: nothing to keep, so the result is the output, recorded as partial
+    assert validate_output(run.out, allow_partial=True) == []
+    assert validate_output(run.out) == [f"manifest.json: 1 source(s) failed in the build that wrote this output "
+                                        f"({BAD}); rebuild, or pass --allow-partial to accept a partial corpus"]
 
 
 # --------------------------------------------------------------------------- containers: the source fails
@@ -129,23 +135,26 @@ SOURCE_FAILURES = [
 ]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize(("case", "name", "make", "error_start"), SOURCE_FAILURES, ids=[c[0] for c in SOURCE_FAILURES])
-def test_unreadable_file_fails_its_source_and_the_others_finish(tmp_path, case, name, make, error_start):
+def test_unreadable_file_fails_its_source_and_the_others_finish(tmp_path, case, name, make, error_start, workers):
+    """With --workers 2 the error crosses a process boundary: it stays this source's failure, word for word."""
     data = make()
     if case in ("zip_bomb", "gzip_bomb"):
         assert len(data) < 512 * 1024  # small on disk, huge expanded
-    run = one(tmp_path, name, data)
+    run = one(tmp_path, name, data, workers=workers)
     assert_source_failed(run, error_start)
     if case == "zip_member_dotdot":  # nothing is ever extracted, least of all outside the source folder
         assert not (tmp_path / "mirror" / "evil.jsonl").exists() and not (tmp_path / "evil.jsonl").exists()
 
 
-def test_keep_going_exits_zero_but_still_reports_the_failed_source(tmp_path):
+def test_keep_going_writes_the_partial_result_and_still_exits_1(tmp_path):
     run = run_build(tmp_path, [entry(BAD, "d.jsonl", "query_response")], {BAD: {"d.jsonl": LFS_POINTER}},
                     extra_args=("--keep-going",))
-    assert run.code == 0
+    assert run.code == 1
     assert run.source(BAD)["status"] == "failed" and run.manifest["totals"]["sources_failed"] == 1
     assert f"1 source(s) failed: {BAD}" in run.stderr
+    assert "now holds the partial result" in run.stderr
 
 
 def test_whitespace_only_file_reads_zero_records(tmp_path):
@@ -683,7 +692,8 @@ def test_a_file_where_the_staging_folder_should_be(tmp_path):
     assert "error: the build could not write its output: File exists (.staging)" in again.stderr
     assert f"the previous output in {run.out} is unchanged" in again.stderr
     assert _snapshot(run.out) == before and validate_output(run.out) == []
-    assert not (run.out / ".medcorpus.lock").exists()
+    with OutputLock(run.out):  # the lock died with the failed build
+        pass
 
 
 def _file_size_limit(limit: int) -> Any:
@@ -709,7 +719,8 @@ def test_disk_full_while_writing_keeps_the_previous_output(tmp_path):
     assert f"the previous output in {run.out} is unchanged" in child.stderr
     assert "Traceback" not in child.stderr
     assert _snapshot(run.out) == before and validate_output(run.out) == []
-    assert not (run.out / ".medcorpus.lock").exists()
+    with OutputLock(run.out):  # the lock died with the failed build
+        pass
 
 
 def test_write_error_during_conversion_keeps_the_previous_output(tmp_path):

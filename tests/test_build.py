@@ -3,6 +3,8 @@ exact content, determinism, failure isolation, validation, locking."""
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -94,7 +96,9 @@ def test_failed_source_is_reported_and_others_finish(demo, tmp_path, capsys):
     assert entry["status"] == "failed" and "not in the mirror" in entry["error"]
     assert manifest(tmp_path / "out")["sources"]["shennong_tcm"]["counts"]["written"] > 0
     assert "missing_src" in capsys.readouterr().err
-    assert main([*args, "--keep-going"]) == 0
+    # --keep-going commits the partial result over the previous one, and the exit code still says a source failed
+    assert main([*args, "--keep-going"]) == 1
+    assert "now holds the partial result" in capsys.readouterr().err
 
 
 def test_validate_detects_a_changed_shard(demo, tmp_path):
@@ -109,21 +113,34 @@ def test_validate_detects_a_changed_shard(demo, tmp_path):
     assert any("does not list" in p for p in validate_output(out))
 
 
-def test_a_live_lock_refuses_and_a_stale_one_is_taken_over(demo, tmp_path, capsys, caplog):
+def test_a_held_lock_refuses_and_a_leftover_lock_file_does_not(demo, tmp_path, capsys):
+    """The lock is an flock: a second build is refused while another process holds it; a lock file whose
+    holder is gone (here: a pid that is not running) is no lock at all."""
     root, mirror, _ = demo
     out = tmp_path / "out"
     out.mkdir()
-    import os
-    import socket
     args = ["build", "--catalog", str(root / "sources.yaml"), "--mirror", str(mirror), "--out", str(out),
             "--sources", "shennong_tcm"]
-    (out / ".medcorpus.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-    assert main(args) == 2
-    assert "another build" in capsys.readouterr().err
-    (out / ".medcorpus.lock").write_text(json.dumps({"pid": 4206649, "host": socket.gethostname()}))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(args) == 2
+        assert f"another build (pid {holder.pid} on " in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    (out / ".medcorpus.lock").write_text(json.dumps({"pid": 4206649, "host": "elsewhere"}))
     assert main(args) == 0
-    assert "taking over a stale lock left by pid 4206649" in caplog.text
-    assert not (out / ".medcorpus.lock").exists()
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from etl.build import OutputLock
+with OutputLock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(60)
+"""
 
 
 def test_licence_filters_leave_out_training_sources_and_are_recorded(demo, tmp_path):

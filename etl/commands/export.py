@@ -29,6 +29,10 @@ def run(args: argparse.Namespace) -> int:
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # the existing dataset_info.json is not valid JSON (or not an object)
+        print(f"error: {args.dest / 'dataset_info.json'}: cannot merge into it: {exc}; fix it, or export into "
+              "another folder", file=sys.stderr)
+        return 2
     width = max((len(e.name) for e in entries), default=0)
     for entry in entries:
         print(f"{entry.name:<{width}}  {entry.rows:>10,} rows  {entry.file_name}")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from etl.catalog import Catalog, Source, load_catalog
-from etl.fetch import DEFAULT_WORKERS, make_fetcher
+from etl.fetch import make_fetcher
 from etl.fetch.base import FetchedSource, FetchError, local_patterns
 from etl.fetch.cache import SourceCache, cached_size, default_cache_dir, known_ref
 from etl.fetch.common import COMMIT, DEFAULT_REF
@@ -21,8 +21,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ids", nargs="*", metavar="ID", help="sources (default: every enabled source)")
     parser.add_argument("--catalog", default="sources.yaml", help="catalogue file (default: ./sources.yaml)")
     parser.add_argument("--cache", type=Path, help="download cache (default: $MEDCORPUS_CACHE or ~/.cache/medcorpus)")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
-                        help=f"sources downloaded at once (default {DEFAULT_WORKERS})")
+    from etl.cli import add_workers_arg
+
+    add_workers_arg(parser, "sources downloaded at once")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

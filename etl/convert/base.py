@@ -23,6 +23,9 @@ class Reject(Exception):
         self.reason = reason
         self.message = message
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # rebuilt from its own arguments (pickle, workers)
+        return type(self), (self.reason, self.message)
+
 
 class Filtered(Exception):
     """A well-formed record that is not training material (e.g. a negative answer candidate)."""
@@ -30,6 +33,9 @@ class Filtered(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return type(self), (self.reason,)
 
 
 @dataclass(frozen=True)

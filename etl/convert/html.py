@@ -5,17 +5,24 @@ go to `meta`. Fetching (robots.txt, rate limits) is the http fetcher's job, not 
 from __future__ import annotations
 
 from copy import deepcopy
+from functools import cache
 from typing import Any
-
-import trafilatura
-from trafilatura.settings import DEFAULT_CONFIG
 
 from etl.convert.base import RecordContext, Reject, Row, converter
 
-# trafilatura's timeout uses SIGALRM, which only works in the main thread: the build may convert elsewhere.
-_CONFIG = deepcopy(DEFAULT_CONFIG)
-_CONFIG["DEFAULT"]["EXTRACTION_TIMEOUT"] = "0"
 MIN_CHARS = 50
+
+
+@cache
+def _trafilatura() -> tuple[Any, Any]:
+    """trafilatura and its config, imported on first use (a second to import; only HTML sources need it)."""
+    import trafilatura
+    from trafilatura.settings import DEFAULT_CONFIG
+
+    # trafilatura's timeout uses SIGALRM, which only works in the main thread: the build may convert elsewhere.
+    config = deepcopy(DEFAULT_CONFIG)
+    config["DEFAULT"]["EXTRACTION_TIMEOUT"] = "0"
+    return trafilatura, config
 
 
 @converter("html", tasks=("pretrain",), reader="html")
@@ -27,9 +34,10 @@ def html(record: Any, ctx: RecordContext) -> list[Row]:
         record = record.decode("utf-8", errors="replace")
     if not isinstance(record, str):
         raise Reject("bad_record_type", f"expected a page's HTML, got {type(record).__name__}")
+    trafilatura, config = _trafilatura()
     doc = trafilatura.bare_extraction(record, include_comments=False,
                                       include_tables=bool(ctx.options.get("include_tables", True)),
-                                      with_metadata=True, config=_CONFIG)
+                                      with_metadata=True, config=config)
     text = (doc.text or "").strip() if doc is not None else ""
     min_chars = int(ctx.options.get("min_chars", MIN_CHARS))
     if len(text) < min_chars:

@@ -25,6 +25,9 @@ class FetchError(Exception):
         self.source_id = source_id
         self.message = message
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # rebuilt from its own arguments (pickle, workers)
+        return type(self), (self.source_id, self.message)
+
 
 @dataclass(frozen=True)
 class FetchedFile:
