@@ -129,6 +129,9 @@ def make_output(out: Path, *, license_terms: dict[str, list[str]] | None = None,
         from etl.card import write_card
 
         write_card(out, manifest)
+    from etl.build import output_files
+
+    manifest["files"] = output_files(out)  # checksums of the card and chart, as a build records them
     (out / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n",
                                        encoding="utf-8")
     return manifest

@@ -161,20 +161,23 @@ def test_refuses_forbidden_licence_unless_allowed(tmp_path: Path, hub: FakeHub,
                                     "cmb_eval": ["no-redistribution"]})
     assert main(["publish", str(out), "--repo", REPO]) == 1
     err = capsys.readouterr().err
-    assert "chatdoctor" in err and "med_wiki" in err and "--allow-license" in err
+    assert "chatdoctor" in err and "med_wiki" in err and "--license-allow" in err
     assert "cmb_eval" not in err          # eval sources are not in the published data
     assert hub.calls == []
     assert main(["publish", str(out), "--repo", REPO, "--allow-license", "chatdoctor"]) == 1
     assert hub.calls == []
-    assert main(["publish", str(out), "--repo", REPO, "--allow-license", "chatdoctor", "med_wiki"]) == 0
+    assert main(["publish", str(out), "--repo", REPO, "--allow-license", "chatdoctor", "med_wiki"]) == 0  # old name
     assert len(hub.commits) == 1
+    # the flag build uses, with a licence category standing for every source that has it
+    assert main(["publish", str(out), "--repo", REPO, "--license-allow", "no-redistribution", "copyrighted"]) == 0
+    assert len(hub.commits) == 2
 
 
 def test_non_commercial_is_published_with_warning(tmp_path: Path) -> None:
     manifest = make_output(tmp_path / "out")
     assert manifest["sources"]["cmedqa2"]["license_terms"] == ["non-commercial"]
     assert licence_problems(manifest) == []
-    assert licence_problems(manifest, ["nope"]) == ["--allow-license nope: no such source in this output"]
+    assert licence_problems(manifest, ["nope"]) == ["--license-allow nope: no such source in this output"]
     assert "Non-commercial use only" in (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
 
 
