@@ -134,6 +134,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"warning: no dataset host is reachable; building from the sample mirror {args.offline_mirror} "
               "instead (the output holds the bundled samples, not the full datasets)", file=sys.stderr)
         mirror = args.offline_mirror
+    if mirror is not None:
+        from etl.fetch.mirror import mirror_problem
+
+        if problem := mirror_problem(mirror):
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     options = BuildOptions(out=args.out or Path(catalog.build.out), source_ids=args.sources, tasks=args.tasks,
                            mirror=mirror, cache_dir=args.cache, workers=max(1, args.workers),
                            keep_going=args.keep_going, force_fetch=getattr(args, "force", False),
