@@ -46,6 +46,9 @@ class SourceFileError(Exception):
         self.reason = reason
         self.message = message
 
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:  # survive pickling (worker processes)
+        return type(self), (self.file, self.reason, self.message)
+
 
 ReadItem = RawRecord | ReadError
 ReaderFn = Callable[[list[SourceFile], dict[str, Any]], Iterator[ReadItem]]
