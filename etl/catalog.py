@@ -325,6 +325,15 @@ class CatalogLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
 
 
+def load_yaml(text: str) -> Any:
+    """One YAML document read with `CatalogLoader` (safe, strict)."""
+    loader = CatalogLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_catalog(path: str | Path, known_formats: set[str] | dict[str, tuple[str, ...]] | None = None) -> Catalog:
     """Load and check a catalogue. Every problem is reported with the source id and key it concerns."""
     path = Path(path)
@@ -333,7 +342,7 @@ def load_catalog(path: str | Path, known_formats: set[str] | dict[str, tuple[str
     except FileNotFoundError:
         raise CatalogError(f"{path}: catalogue not found (pass --catalog PATH)") from None
     try:
-        doc = yaml.load(text, Loader=CatalogLoader)  # noqa: S506  (a SafeLoader subclass)
+        doc = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

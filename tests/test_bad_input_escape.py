@@ -338,11 +338,9 @@ def test_duplicate_yaml_keys_exit_2_naming_the_line(tmp_path, case, text, fragme
 
 
 def test_merge_keys_may_still_be_overridden():
-    import yaml
+    from etl.catalog import load_yaml
 
-    from etl.catalog import CatalogLoader
-
-    doc = yaml.load("base: &b {x: 1, y: 2}\nc: {<<: *b, x: 3}\n", Loader=CatalogLoader)  # noqa: S506
+    doc = load_yaml("base: &b {x: 1, y: 2}\nc: {<<: *b, x: 3}\n")
     assert doc["c"] == {"x": 3, "y": 2}
 
 

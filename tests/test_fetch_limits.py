@@ -392,3 +392,30 @@ def test_offline_build_names_the_mirror_once_per_source_without_a_traceback(offl
     assert code == 1
     assert err.count("no network: no dataset host can be reached") >= 2 and "--mirror examples/mirror" in err
     assert "Traceback" not in err and "ConnectionError" not in err
+
+
+# ---- the cache: files placed by hand, links out of it -------------------------------------------------------
+
+def test_hand_placed_cache_file_that_links_out_of_the_cache_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "passwd"
+    outside.write_text("root:x:0:0:root:/root:/bin/bash\n", encoding="utf-8")
+    folder = tmp_path / "cache" / "src" / "unversioned"
+    folder.mkdir(parents=True)
+    (folder / "a.json").symlink_to(outside)
+    fetcher = make_fetcher(cache_dir=tmp_path / "cache", retry=FAST)
+    result = fetcher.fetch_many([source(host="tianchi", dataset_id="1", files=["a.json"])])["src"]
+    assert isinstance(result, FetchError), result
+    assert result.message.startswith("a.json: outside_source_folder: a symbolic link to a file outside"), result.message
+
+
+def test_cache_folder_that_links_out_is_never_written_through(fake: FakeHost, tmp_path: Path) -> None:
+    fake.route("GET", r"/data/a\.json", lambda req: Response(DATA))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "cache" / "src" / "unversioned").mkdir(parents=True)
+    (tmp_path / "cache" / "src" / "unversioned" / "data").symlink_to(elsewhere, target_is_directory=True)
+    fetcher = make_fetcher(cache_dir=tmp_path / "cache", retry=FAST)
+    src = source(host="http", url=f"{fake.url}/data/a.json", options={"filename": "data/a.json"})
+    result = fetcher.fetch_many([src])["src"]
+    assert isinstance(result, FetchError), result
+    assert "outside_source_folder" in result.message and list(elsewhere.iterdir()) == []
