@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,7 +37,15 @@ from huggingface_hub.utils._http import hf_request_event_hook
 from etl.catalog import Source
 from etl.fetch.base import FetchError
 from etl.fetch.common import HostFetcher, Planned, select
-from etl.fetch.net import ConnectTransient, NetSettings, Pace, TransientError, redact, refuse_html_page
+from etl.fetch.net import (
+    ConnectTransient,
+    NetSettings,
+    Pace,
+    TransientError,
+    no_connection,
+    redact,
+    refuse_html_page,
+)
 from etl.fetch.progress import FileProgress
 from etl.read.sniff import html_instead_of_data
 
@@ -117,15 +124,7 @@ def use_limits(settings: NetSettings) -> None:
 
 
 def _no_connection(exc: BaseException) -> bool:
-    """True when `exc` (or what caused it) is a connection that could not be opened."""
-    seen: set[int] = set()
-    item: BaseException | None = exc
-    while item is not None and id(item) not in seen:
-        seen.add(id(item))
-        if isinstance(item, httpx2.ConnectError | httpx2.ConnectTimeout | socket.gaierror | ConnectionRefusedError):
-            return True
-        item = item.__cause__ or item.__context__
-    return False
+    return isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout) or no_connection(exc)
 
 
 def _not_json(source: Source, what: str, exc: json.JSONDecodeError) -> FetchError:

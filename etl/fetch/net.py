@@ -117,10 +117,6 @@ _verdicts: dict[tuple[str, ...], tuple[float, bool]] = {}
 _verdict_lock = threading.Lock()
 
 
-class ConnectFailure(Exception):
-    """No connection could be opened (name not resolved, refused, unreachable, connect timeout)."""
-
-
 def probe_hosts() -> tuple[str, ...]:
     """`host:port` pairs that tell whether there is a network: `MEDCORPUS_PROBE_HOSTS` (comma-separated) or
     the configured Hub and GitHub endpoints plus the public hosts."""
@@ -201,8 +197,9 @@ class TransientError(Exception):
     """A failure worth retrying (5xx, timeout, reset, short body, too slow)."""
 
 
-class ConnectTransient(TransientError, ConnectFailure):
-    """A connection that could not be opened: retried, unless there is no network at all."""
+class ConnectTransient(TransientError):
+    """No connection could be opened (name not resolved, refused, unreachable, connect timeout): retried,
+    unless there is no network at all."""
 
 
 @dataclass(frozen=True)
@@ -230,7 +227,7 @@ class RetryPolicy:
             try:
                 return action()
             except TransientError as exc:
-                if isinstance(exc, ConnectFailure) and not network_available():
+                if isinstance(exc, ConnectTransient) and not network_available():
                     raise OfflineError(source_id) from None
                 if attempt == self.attempts - 1:
                     raise FetchError(source_id, f"{what}: gave up after {self.attempts} attempts: "
@@ -383,12 +380,13 @@ class Transport:
 def transient(exc: Exception, url: str) -> TransientError:
     """A requests failure as a retryable error; one that opened no connection is a `ConnectTransient`."""
     text = f"{type(exc).__name__} for {public_url(url)}"
-    if isinstance(exc, requests.ConnectTimeout) or _no_connection(exc):
+    if isinstance(exc, requests.ConnectTimeout) or no_connection(exc):
         return ConnectTransient(text)
     return TransientError(text)
 
 
-def _no_connection(exc: BaseException) -> bool:
+def no_connection(exc: BaseException) -> bool:
+    """True when `exc`, or what caused it, is a connection that could not be opened."""
     seen: set[int] = set()
     stack: list[object] = [exc]
     while stack:
