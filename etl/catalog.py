@@ -29,6 +29,22 @@ class CatalogError(ValueError):
     """A catalogue that cannot be used; the message names the file, the source id and the key."""
 
 
+def path_escape(name: str) -> str | None:
+    """Why a file name or glob from the catalogue could reach outside its source folder, or None when it
+    cannot: it must be a relative POSIX path without `..`, a backslash, a drive letter or a NUL byte."""
+    if not name:
+        return "empty"
+    if "\\" in name:
+        return "a backslash (write paths with `/`)"
+    if "\0" in name:
+        return "a NUL byte"
+    if name.startswith("/") or name.startswith("~") or re.match(r"[A-Za-z]:", name):
+        return "must be a relative path inside the source folder, not an absolute one"
+    if ".." in name.split("/"):
+        return "`..` would leave the source folder"
+    return None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -149,10 +165,26 @@ class Source(_Strict):
     @classmethod
     def _globs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for pattern in value:
-            if not pattern or pattern.startswith("/") or ".." in Path(pattern).parts:
-                raise ValueError(f"bad glob {pattern!r}: must be a relative path inside the source")
+            if problem := path_escape(pattern):
+                raise ValueError(f"bad glob {pattern!r}: {problem}")
             if pattern.count("[") != pattern.count("]"):
                 raise ValueError(f"bad glob {pattern!r}: unbalanced brackets")
+        return value
+
+    @field_validator("filename")
+    @classmethod
+    def _filename(cls, value: str | None) -> str | None:
+        if value is not None and (problem := path_escape(value)):
+            raise ValueError(f"bad file name {value!r}: {problem}")
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _option_filename(cls, value: dict[str, Any]) -> dict[str, Any]:
+        name = value.get("filename")
+        if name is not None and (not isinstance(name, str) or (problem := path_escape(name))):
+            raise ValueError(f"`filename`: bad file name {name!r}: "
+                             f"{problem if isinstance(name, str) else 'must be a string'}")
         return value
 
     @model_validator(mode="after")
@@ -241,6 +273,67 @@ def _describe(error: ValidationError, where: str) -> str:
     return "\n".join(lines)
 
 
+MAX_ALIAS_NODES = 10_000  # YAML nodes that aliases may add in all (the catalogue uses a few dozen)
+
+
+class CatalogLoader(yaml.SafeLoader):
+    """YAML's safe loader, made strict for a catalogue: a key given twice in one mapping is an error (YAML
+    would keep the last silently: a second `license:`, a second `sources:` block), and aliases may add at most
+    `MAX_ALIAS_NODES` nodes in all, so a few hundred bytes of nested aliases ("billion laughs") cannot
+    expand into gigabytes. Merge keys (`<<:`) may still be overridden, as YAML intends."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._alias_nodes = 0
+        self._weights: dict[int, int] = {}
+
+    def _weight(self, node: yaml.Node) -> int:
+        """Nodes in the tree under `node`, shared subtrees counted each time they appear."""
+        key = id(node)
+        if key not in self._weights:
+            if isinstance(node, yaml.MappingNode):
+                self._weights[key] = 1 + sum(self._weight(k) + self._weight(v) for k, v in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                self._weights[key] = 1 + sum(self._weight(child) for child in node.value)
+            else:
+                self._weights[key] = 1
+        return self._weights[key]
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None:
+                self._alias_nodes += self._weight(target)
+                if self._alias_nodes > MAX_ALIAS_NODES:
+                    raise yaml.composer.ComposerError(
+                        None, None, f"aliases expand past {MAX_ALIAS_NODES} nodes at *{event.anchor} "
+                                    f"(an alias bomb?); write the values out instead", event.start_mark)
+        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:  # type: ignore[override]
+        first: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node)
+            if key in first:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given at line {first[key].start_mark.line + 1}); "
+                                f"YAML would keep only the last one", key_node.start_mark)
+            first[key] = key_node
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
+def load_yaml(text: str) -> Any:
+    """One YAML document read with `CatalogLoader` (safe, strict)."""
+    loader = CatalogLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_catalog(path: str | Path, known_formats: set[str] | dict[str, tuple[str, ...]] | None = None) -> Catalog:
     """Load and check a catalogue. Every problem is reported with the source id and key it concerns."""
     path = Path(path)
@@ -249,7 +342,7 @@ def load_catalog(path: str | Path, known_formats: set[str] | dict[str, tuple[str
     except FileNotFoundError:
         raise CatalogError(f"{path}: catalogue not found (pass --catalog PATH)") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -180,6 +180,13 @@ def cmd_build(args: argparse.Namespace) -> int:
               f"others from the sample mirror {args.offline_mirror} (bundled samples, not the full datasets)",
               file=sys.stderr)
         fallback = args.offline_mirror
+    for folder in (args.mirror, fallback):
+        if folder is not None:
+            from etl.fetch.mirror import mirror_problem
+
+            if problem := mirror_problem(folder):
+                print(f"error: {problem}", file=sys.stderr)
+                return 2
     options = BuildOptions(out=args.out or Path(catalog.build.out), source_ids=args.sources, tasks=args.tasks,
                            mirror=args.mirror, cache_dir=args.cache, workers=args.workers,
                            keep_going=args.keep_going, force_fetch=getattr(args, "force", False),

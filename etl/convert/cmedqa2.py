@@ -19,24 +19,37 @@ from etl.convert.fieldtools import get_str, require_mapping
 from etl.read.base import RawRecord, ReadError, ReadItem, SourceFile, SourceFileError, reader
 from etl.read.containers import open_members
 from etl.read.encoding import decoded_stream
+from etl.read.tabular import field_limit, next_row
 
 # candidate file name prefix → split of its questions
 _CANDIDATE_SPLITS = {"dev": "validation", "test": "test", "train": "train"}
 
 
 def _csv_rows(file: SourceFile, options: dict[str, Any],
-              columns: tuple[str, ...]) -> Iterator[tuple[str, int, dict[str, Any]]]:
+              columns: tuple[str, ...]) -> Iterator[tuple[str, int, dict[str, Any] | ReadError]]:
     """`(member label, row number, row)` for the CSV inside one of the zips, whose header must name
-    `columns` (a short row has None for the columns it lacks)."""
+    `columns` (a short row has None for the columns it lacks). A row the csv module cannot parse (a field
+    longer than `options["max_field_bytes"]`) comes as a `bad_csv_row` ReadError in place of the row."""
+    limit = field_limit(options)
     for label, stream in open_members(file, options):
         encoding, stream = decoded_stream(label, stream, options)
         try:
-            rows = csv.DictReader(io.TextIOWrapper(stream, encoding=encoding, newline=""))
-            missing = [name for name in columns if name not in (rows.fieldnames or ())]
+            rows = csv.reader(io.TextIOWrapper(stream, encoding=encoding, newline=""))
+            header = next_row(rows, limit)
+            if not isinstance(header, list):
+                raise SourceFileError(label, "bad_header", str(header) if header is not None else "no header row")
+            missing = [name for name in columns if name not in header]
             if missing:
                 raise SourceFileError(label, "bad_header", f"no column(s) {missing} in the header")
-            for number, row in enumerate(rows, 1):
-                yield label, number, row
+            number = 0
+            while (row := next_row(rows, limit)) is not None:
+                if row == []:
+                    continue  # a blank line, as csv.DictReader skips it
+                number += 1
+                if isinstance(row, csv.Error):
+                    yield label, number, ReadError(label, f"row {number}", "bad_csv_row", str(row), "")
+                    continue
+                yield label, number, {**dict.fromkeys(header), **dict(zip(header, row, strict=False))}
         except UnicodeDecodeError as exc:
             raise SourceFileError(label, "bad_encoding", str(exc)) from exc
 
@@ -66,14 +79,23 @@ def read_cmedqa2(files: list[SourceFile], options: dict[str, Any]) -> Iterator[R
     for file in by_role["candidates"]:
         split = _CANDIDATE_SPLITS.get(file.relpath.rsplit("/", 1)[-1].split("_")[0], "train")
         for _, _, row in _csv_rows(file, options, ("question_id", "label")):
+            if isinstance(row, ReadError):
+                yield row
+                continue
             if row["label"] == "1" and split != "train":
                 held_out[row["question_id"]] = split
     questions: dict[str, str] = {}
     for file in by_role["question"]:
         for _, _, row in _csv_rows(file, options, ("question_id", "content")):
+            if isinstance(row, ReadError):
+                yield row
+                continue
             questions[row["question_id"]] = row["content"]
     for file in by_role["answer"]:
         for where, number, row in _csv_rows(file, options, ("ans_id", "question_id", "content")):
+            if isinstance(row, ReadError):
+                yield row
+                continue
             qid = row.get("question_id") or ""
             if qid not in questions:
                 yield ReadError(where, f"row {number}", "unknown_question_id",

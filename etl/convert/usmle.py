@@ -14,13 +14,16 @@ from typing import Any
 from etl.convert.base import RecordContext, Reject, Row, Turn, converter
 from etl.convert.fieldtools import get_str, require_mapping
 from etl.read.base import RawRecord, ReadError, ReadItem, SourceFile, SourceFileError, cut, reader
+from etl.read.containers import check_payload
 
 _QUESTIONS = re.compile(r"(?:^|/)(step\d+)\.json$")
 
 
 def _load(file: SourceFile) -> Any:
+    data = file.path.read_bytes()
+    check_payload(file.relpath, data[:4096])
     try:
-        return json.loads(file.path.read_bytes().decode("utf-8-sig"))
+        return json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise SourceFileError(file.relpath, "bad_json", str(exc)) from None
 

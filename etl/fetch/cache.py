@@ -95,6 +95,10 @@ class SourceCache:
         self.folder = self.base / revision_key(revision)
         self.partial = self.base / PARTIAL
 
+    def inside(self, path: Path) -> bool:
+        """Whether `path` is no symbolic link and resolves inside the source's cache folder."""
+        return not path.is_symlink() and path.resolve().is_relative_to(self.folder.resolve())
+
     # ---- records -------------------------------------------------------------------------------------
     def records(self) -> dict[str, FileRecord]:
         files = _read_json(self.folder / RECORD).get("files", {})
@@ -124,7 +128,7 @@ class SourceCache:
         otherwise the file is hashed again."""
         record = self.records().get(relpath)
         path = self.folder / relpath
-        if record is None or not path.is_file():
+        if record is None or not self.inside(path) or not path.is_file():
             return None
         stat = path.stat()
         if stat.st_size != record.size:
@@ -172,6 +176,10 @@ class SourceCache:
                                              f"{expected_sha256.lower()}, got {digest}")
         final = self.folder / relpath
         final.parent.mkdir(parents=True, exist_ok=True)
+        if not self.inside(final.parent):
+            tmp.unlink(missing_ok=True)
+            raise FetchError(self.source_id, f"{relpath}: outside_source_folder: a folder of the cache is a symbolic "
+                                             f"link out of {self.folder}; refusing to write through it")
         os.replace(tmp, final)
         stat = final.stat()
         now = datetime.now(UTC).replace(microsecond=0).isoformat()

@@ -34,7 +34,7 @@ class GdriveFetcher(HostFetcher):
         return [Planned(source.filename, f"{drive_base()}/uc?export=download&id={quote(source.file_id)}")]
 
     def _html_error(self, source: Source, detail: str) -> FetchError:
-        return FetchError(source.id, f"Google Drive returned an HTML page instead of {source.filename} "
+        return FetchError(source.id, f"html_instead_of_data: Google Drive returned an HTML page instead of {source.filename} "
                                      f"({detail}). Try again later, or download it in a browser and use "
                                      f"--mirror DIR with the file at DIR/{source.id}/{source.filename}")
 

@@ -25,7 +25,7 @@ from etl.fetch.archive import extract_zip, zip_names
 from etl.fetch.base import FetchError, sha256_file
 from etl.fetch.cache import SourceCache
 from etl.fetch.common import HostFetcher, Planned, select
-from etl.fetch.net import Transport
+from etl.fetch.net import Transport, refuse_html_page
 from etl.fetch.progress import FileProgress
 
 LFS_SIGNATURE = b"version https://git-lfs.github.com/spec/v1"
@@ -88,7 +88,8 @@ class GithubFetcher(HostFetcher):
         transport = self._transport(source)
         try:
             url = f"{api_base()}/repos/{source.repo}/commits/{quote(source.revision or 'HEAD', safe='')}"
-            sha = transport.get(url, what="resolve revision").json().get("sha", "")
+            reply = transport.get_json(url, what="resolve revision")
+            sha = reply.get("sha", "") if isinstance(reply, dict) else ""
         finally:
             transport.close()
         if not re.fullmatch(r"[0-9a-f]{40}", sha):
@@ -100,10 +101,12 @@ class GithubFetcher(HostFetcher):
         if len(names) < len(patterns):
             transport = self._transport(source)
             try:
-                tree = transport.get(f"{api_base()}/repos/{source.repo}/git/trees/{revision}?recursive=1",
-                                     what="list files").json()
+                tree = transport.get_json(f"{api_base()}/repos/{source.repo}/git/trees/{revision}?recursive=1",
+                                          what="list files")
             finally:
                 transport.close()
+            if not isinstance(tree, dict):
+                raise FetchError(source.id, "GitHub did not answer the file list with a JSON object")
             if tree.get("truncated"):
                 return self._plan_from_archive(source, revision or "", patterns)
             names = select(source.id, patterns, [e["path"] for e in tree.get("tree", []) if e.get("type") == "blob"])
@@ -130,6 +133,11 @@ class GithubFetcher(HostFetcher):
         self._staged = {name: staging / name for name in chosen}
         return [Planned(name, f"{url}#{name}") for name in select(source.id, patterns, sorted(chosen))]
 
+    @staticmethod
+    def _html_message(relpath: str) -> str:
+        return (f"GitHub returned an HTML page instead of {relpath} (a login, rate-limit or error page?); "
+                f"set GITHUB_TOKEN or try later, or download it by hand and use --mirror DIR")
+
     def download(self, source: Source, revision: str | None, item: Planned, tmp: Path,
                  progress: FileProgress) -> None:
         transport = self._transport(source)
@@ -142,6 +150,7 @@ class GithubFetcher(HostFetcher):
                 transport.download(item.url, tmp, progress=progress)
             pointer = parse_lfs_pointer(_head(tmp))
             if pointer is None:
+                refuse_html_page(tmp, item.relpath, source.id, self._html_message(item.relpath))
                 return
             oid, size = pointer
             tmp.unlink()
@@ -155,6 +164,7 @@ class GithubFetcher(HostFetcher):
             raise FetchError(source.id, f"{item.relpath} is a Git LFS pointer and the LFS object could not be "
                                         f"fetched (expected {size} bytes, got {got_size}); the object may be gone "
                                         f"from the repository's LFS storage: use --mirror with a copy")
+        refuse_html_page(tmp, item.relpath, source.id, self._html_message(item.relpath))
         digest = sha256_file(tmp)
         if digest != oid:
             tmp.unlink()

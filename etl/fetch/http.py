@@ -35,7 +35,7 @@ from etl.fetch.base import FetchedFile, FetchedSource, FetchError, local_pattern
 from etl.fetch.cache import SourceCache
 from etl.fetch.common import HostFetcher, Planned
 from etl.fetch.lock import LockEntry
-from etl.fetch.net import TransientError, Transport, public_url, refuse_html_page
+from etl.fetch.net import TransientError, Transport, public_url, refuse_html_page, transient
 from etl.fetch.progress import FileProgress
 
 log = logging.getLogger("etl.fetch")
@@ -147,12 +147,14 @@ class HttpFetcher(HostFetcher):
 
         def attempt() -> requests.Response:
             try:
-                response = transport.session.get(options.robots_txt, timeout=transport.timeout)  # type: ignore[arg-type]
+                response = transport.session.get(options.robots_txt, timeout=transport.timeout,  # type: ignore[arg-type]
+                                                 stream=True)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                raise TransientError(f"{type(exc).__name__} for {public_url(options.robots_txt or '')}") from None
+                raise transient(exc, options.robots_txt or "") from None
             if response.status_code == 429 or response.status_code >= 500:
+                response.close()
                 raise TransientError(f"HTTP {response.status_code} from {public_url(options.robots_txt or '')}")
-            return response
+            return transport.read_body(response, options.robots_txt or "")
 
         try:
             self._wait(options.min_delay_seconds)

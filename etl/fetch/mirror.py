@@ -8,9 +8,20 @@ from etl.catalog import Source
 from etl.fetch.base import FetchedSource, FetchError, fetch_folder
 
 
+def mirror_problem(root: Path) -> str | None:
+    """Why `--mirror root` cannot be used (it does not exist or is not a folder), or None."""
+    if root.is_dir():
+        return None
+    what = "is not a folder" if root.exists() else "does not exist"
+    return (f"--mirror {root}: the folder {what}; pass a folder with one sub-folder per source, e.g. "
+            f"--mirror examples/mirror for the bundled samples")
+
+
 class MirrorFetcher:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        if problem := mirror_problem(self.root):
+            raise ValueError(problem)
 
     def fetch(self, source: Source, *, force: bool = False) -> FetchedSource:
         folder = self.root / source.id

@@ -77,8 +77,9 @@ class TianchiFetcher(HostFetcher):
     def plan(self, source: Source, revision: str | None, patterns: list[str]) -> list[Planned]:
         site = self._site(source)
         try:
-            reply = site.post_json(f"{site_base()}/api/notebook/dataDetail",
-                                   {"dataId": int(source.dataset_id or 0)}, what="list files").json()
+            reply = site.json_of(site.post_json(f"{site_base()}/api/notebook/dataDetail",
+                                                {"dataId": int(source.dataset_id or 0)}, what="list files"),
+                                 "list files")
         finally:
             site.close()
         listing = (reply.get("data") or {}).get("datalabFile") if isinstance(reply, dict) else None
@@ -94,7 +95,7 @@ class TianchiFetcher(HostFetcher):
                  progress: FileProgress) -> None:
         site = self._site(source)
         try:
-            reply = site.get(item.url, what=f"signed URL for {item.relpath}").json()
+            reply = site.get_json(item.url, what=f"signed URL for {item.relpath}")
         finally:
             site.close()
         signed = reply.get("data") if isinstance(reply, dict) and reply.get("success", True) else None

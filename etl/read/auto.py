@@ -6,7 +6,8 @@ Sniffing rules, first match wins:
 2. A zip holding `word/document.xml`: `docx`. Holding `xl/workbook.xml`: SourceFileError
    `unsupported_format` (xlsx has no reader yet). Any other zip: each member, in name order, by rule 4.
 3. The OLE2 magic (`D0 CF 11 E0`): `xls`.
-4. gzip: the decompressed data by rule 5; a plain file likewise.
+4. gzip: the decompressed data by rule 5; a plain file likewise; a tar (plain or gzipped): each member,
+   in archive order, by rule 5.
 5. For each data stream (plain file, gzip content, zip member):
    a. an archive or OLE magic inside: SourceFileError `nested_archive`;
    b. first non-blank character `[` or `{` (after a BOM): `json`;
@@ -26,10 +27,9 @@ from typing import Any, BinaryIO
 
 from etl.read.base import ReadItem, SourceFile, SourceFileError, reader
 from etl.read.containers import (
-    GZIP_MAGIC,
     OLE_MAGIC,
-    ZIP_MAGIC,
     check_payload,
+    is_archive,
     is_zip,
     open_members,
     open_zip,
@@ -98,7 +98,7 @@ def table_delimiter(text: str, complete: bool) -> str | None:
 def parse_auto(label: str, stream: BinaryIO, options: Mapping[str, Any]) -> Iterator[ReadItem]:
     """Records of one data stream, its format sniffed (rule 5)."""
     head, stream = peek(stream)
-    if head.startswith((*ZIP_MAGIC, GZIP_MAGIC, OLE_MAGIC)):
+    if is_archive(head):
         raise SourceFileError(label, "nested_archive", "an archive inside an archive")
     if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"[", b"{"):
         return parse_json(label, stream, options)

@@ -4,8 +4,8 @@ The header is the first non-blank row, names stripped of whitespace; `options["h
 names the columns of a file that has no header row. `options["delimiter"]` overrides `,` / tab and
 `options["quoting"] = "none"` turns off quote handling. Quoted fields may hold delimiters, quotes and
 newlines (CRLF or bare LF): the csv module sees the decoded physical lines with their terminators.
-Locations are `row N`, N counting data rows from 1. A row with the wrong number of fields is a
-`bad_csv_row` reject; a row whose bytes are not valid in the file's encoding is a `bad_encoding`
+Locations are `row N`, N counting data rows from 1. A row with the wrong number of fields, or with a
+field longer than `options["max_field_bytes"]` (default 64 MiB), is a `bad_csv_row` reject; a row whose bytes are not valid in the file's encoding is a `bad_encoding`
 reject (decoded with replacement only to keep the CSV parser in step).
 """
 
@@ -19,6 +19,26 @@ from etl.read.base import RAW_LIMIT, RawRecord, ReadError, ReadItem, SourceFile,
 from etl.read.containers import read_members
 from etl.read.encoding import decoded_stream
 from etl.read.streams import MAX_LINE_BYTES, iter_lines
+
+FIELD_LIMIT = MAX_LINE_BYTES  # characters one CSV field may hold (options["max_field_bytes"])
+
+
+def field_limit(options: Mapping[str, Any]) -> int:
+    return int(options.get("max_field_bytes", FIELD_LIMIT))
+
+
+def next_row(rows: Iterator[list[str]], limit: int) -> list[str] | csv.Error | None:
+    """The next row of a csv reader, a `csv.Error` for a row that cannot be parsed (the reader goes on with
+    the next one), or None at the end. The csv module keeps its field limit in process-global state, which
+    any other reader may have changed (its default is 128 KiB): it is set here, for every row, so a row's
+    fate never depends on what ran before it."""
+    csv.field_size_limit(limit)
+    try:
+        return next(rows)
+    except StopIteration:
+        return None
+    except csv.Error as exc:
+        return exc
 
 
 class _LineFeed:
@@ -73,7 +93,7 @@ def check_header(label: str, names: list[str]) -> list[str]:
 def parse_table(label: str, stream: BinaryIO, options: Mapping[str, Any], delimiter: str) -> Iterator[ReadItem]:
     """Rows of one (decompressed) delimited-text stream; see the module docstring."""
     max_bytes = int(options.get("max_line_bytes", MAX_LINE_BYTES))
-    csv.field_size_limit(max(csv.field_size_limit(), max_bytes))
+    limit = field_limit(options)
     encoding, stream = decoded_stream(label, stream, options)
     feed = _LineFeed(label, encoding, stream, max_bytes)
     quoting = csv.QUOTE_NONE if options.get("quoting") == "none" else csv.QUOTE_MINIMAL
@@ -81,13 +101,10 @@ def parse_table(label: str, stream: BinaryIO, options: Mapping[str, Any], delimi
     header = check_header(label, list(options["header"])) if options.get("header") else None
     number = 0
     while True:
-        try:
-            row = next(rows)
-            failure = None
-        except StopIteration:
+        parsed = next_row(rows, limit)
+        if parsed is None:
             break
-        except csv.Error as exc:
-            row, failure = [], str(exc)
+        row, failure = ([], str(parsed)) if isinstance(parsed, csv.Error) else (parsed, None)
         if feed.errors:
             yield from feed.errors
             feed.errors.clear()
