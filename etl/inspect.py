@@ -78,11 +78,12 @@ class Trial:
     filtered: Counter[str] = field(default_factory=Counter)
     meta_chars: int = 0
     first_reject: str = ""
+    own_reader: bool = True  # the converter's default reader (the entry then needs no `reader:`)
 
     @property
     def rank(self) -> tuple[Any, ...]:
         return (sum(self.rejected.values()), not self.converted, self.format == FALLBACK, -self.converted,
-                self.meta_chars / max(self.rows, 1), self.format, self.reader)
+                self.meta_chars / max(self.rows, 1), not self.own_reader, self.format, self.reader)
 
 
 @dataclass
@@ -201,7 +202,7 @@ def _source(group_id: str, files: list[str], fmt: str, converter: Converter, rea
 def run_trial(source: Source, converter: Converter, files: list[SourceFile], limit: int | None) -> Trial:
     """Convert up to `limit` records of `files` with `source`'s settings, counting what happens."""
     reader = source.reader or converter.reader
-    trial = Trial(source.format, reader, dict(source.fields))
+    trial = Trial(source.format, reader, dict(source.fields), own_reader=reader == converter.reader)
     builder = RowBuilder(source)
     items = _read(get_reader(reader), files, dict(source.options))
     for item in islice(items, limit):
