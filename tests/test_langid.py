@@ -33,14 +33,16 @@ MIXED = {
     "请问 ibuprofen 可以跟 acetaminophen 一起吃吗": "zh",
     "血常规：WBC 11.4，NEUT 80%，CRP 升高": "zh",
     "CT MRI 都正常": "zh",
+    "insulin glargine 50mg bid 可以吗": "zh",
+    "最近 shortness of breath 很严重，能吃 insulin glargine 吗": "zh",
 }
 
 
 def test_mixed_text_decided_by_share_of_content():
     langs, scores = LanguageTagger(("zh", "en")).tag(list(MIXED))
     assert dict(zip(MIXED, langs, strict=True)) == MIXED
-    # 2 English words against 3 Han characters (1.5 words): English with 2/3.5 of the content
-    assert scores[0] == round(2 / 3.5, 4)
+    # 2 English words + 1 frame word ("Is") against 3 Han characters (1.5 words): English, 3/4.5 of the content
+    assert scores[0] == round(3 / 4.5, 4)
 
 
 def test_deterministic():

@@ -10,8 +10,10 @@ langdetect on a labelled set):
   (CT, WBC), numbers with units (5mm, 7.8mmol/L) and dosing codes (bid, prn). So "最近 insomnia 很严重，
   能吃 melatonin 吗", "CT示右肺下叶结节，5mm" and "metoprolol 500mg bid 可以吗" are Chinese, while "Is
   布洛芬缓释胶囊 safe for children under six?" and "Take 阿莫西林 three times a day." are English: a drug
-  named in Chinese does not outvote the English sentence around it (ties go to Chinese). The mere
-  presence of Han characters never decides;
+  named in Chinese does not outvote the English sentence around it (ties go to Chinese). Grammatical
+  words (is, the, for, can…; 吗, 的, 可以, 怎么…) mark the sentence's frame and count once more in mixed
+  text, so "insulin glargine 50mg bid 可以吗" stays Chinese. The mere presence of Han characters never
+  decides;
 - a text whose script only one configured language uses (Han → zh, Latin → en when en is the only
   Latin-script language) gets that language, `lang_score` being the script's share of the units;
 - only when several configured languages share the winning script (say en, fr, de) does lingua,
@@ -50,6 +52,11 @@ _LINGUA_CHARS = 2000
 HAN_PER_WORD = 2.0
 # Latin tokens that carry no sentence in mixed text: all-capital abbreviations, numbers with units,
 # dosing codes. `(?-u:\b)` is an ASCII word boundary, so "ST段" still counts as the abbreviation ST.
+# Grammatical words mark the language a mixed sentence is written in (its frame): in mixed text each counts
+# once more for its script, so "Is 布洛芬 safe?" is English and "insulin glargine 50mg bid 可以吗" Chinese.
+_EN_FRAME = (r"(?i)(?-u:\b)(?:is|are|was|were|be|the|a|an|of|for|to|in|on|at|with|and|or|but|can|could|should|"
+             r"would|will|do|does|did|i|you|he|she|it|we|they|my|your|his|her|this|that|what|how|why|when)(?-u:\b)")
+_ZH_FRAME = r"吗|呢|吧|的|了|是|我|你|他|她|可以|能|怎么|什么|为什么|有|在|和|就|不|也|要|会|请问"
 _NOT_WORDS = (r"(?-u:\b)\p{Lu}{2,}(?-u:\b)|\d+(?:\.\d+)?\p{Latin}+(?:/\p{Latin}+)?"
               r"|(?i)(?-u:\b)(?:bid|tid|qid|qd|qn|qod|prn|po|iv|im|ih|sc|hs)(?-u:\b)")
 
@@ -88,9 +95,12 @@ class LanguageTagger:
         weighted = counts.astype(np.float64)
         weighted[:, han] /= HAN_PER_WORD
         mixed = (counts[:, han] > 0) & (counts[:, latin] > 0)
-        if mixed.any():
-            words = series.str.replace_all(_NOT_WORDS, " ").str.count_matches(SCRIPTS["Latin"]).to_numpy()
-            weighted[mixed, latin] = words[mixed]        # ties go to Han: it comes first in SCRIPTS
+        if mixed.any():  # only the mixed rows pay for the word and frame counts
+            rows = np.flatnonzero(mixed)
+            sub = series.gather(rows)
+            words = sub.str.replace_all(_NOT_WORDS, " ").str.count_matches(SCRIPTS["Latin"]).to_numpy()
+            weighted[rows, latin] = words + sub.str.count_matches(_EN_FRAME).to_numpy()  # ties go to Han (first)
+            weighted[rows, han] += sub.str.count_matches(_ZH_FRAME).to_numpy()
         top = weighted.argmax(axis=1)
         share = np.divide(weighted[np.arange(len(texts)), top], weighted.sum(axis=1), out=np.zeros(len(texts)),
                           where=total > 0)
