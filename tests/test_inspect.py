@@ -78,3 +78,14 @@ def test_gb18030_file_gets_its_encoding_in_options(tmp_path: Path) -> None:
     assert (proposal.entry["format"], proposal.entry["fields"]) == ("alpaca", {"instruction": "问", "output": "答"})
     assert proposal.entry["options"] == {"encoding": "gb18030"}
     assert (proposal.best.converted, proposal.best.rows) == (2, 2)
+
+
+def test_archive_is_inspected_through_its_members() -> None:
+    """The demo mirror's zip around the real MedDialog excerpt: the member is sniffed and the raw
+    MedDialog converter proposed for the archive itself."""
+    archive = FIXTURES.parent.parent / "examples" / "mirror" / "medical_dialog_raw_zh" / "data" / \
+        "Medical-Dialogue-Dataset-Chinese.zip"
+    (proposal,) = inspect_path(archive)
+    assert (proposal.files[0].container, proposal.files[0].layout) == ("zip", "text")
+    assert proposal.entry["format"] == "meddialog_raw" and proposal.entry["files"] == [archive.name]
+    assert (proposal.best.read, proposal.best.converted, dict(proposal.best.filtered)) == (13, 11, {"no_doctor_reply": 2})
