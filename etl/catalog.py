@@ -147,6 +147,7 @@ class Source(_Strict):
     lang: str = "und"
     license: str = "unknown"
     license_terms: tuple[LicenseTerm, ...] = ()
+    license_source: str | None = None   # where `license` was read: Hub tag, LICENSE file, README sentence
     priority: int = 50
     enabled: bool = True
     disabled_reason: str | None = None

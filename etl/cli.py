@@ -291,6 +291,11 @@ def print_summary(result: BuildResult) -> None:
                       *(str(counts.get(k, 0)) for k in ("filtered", "eval_rows", "exact_dup", "near_dup",
                                                           "decontaminated", "written")))
     console.print(table)
+    for outcome in result.outcomes:  # a wrong-shape file is one catalogue mistake: one line, not N rejects
+        files = result.manifest["sources"][outcome.source.id]["counts"].get("schema_mismatch_files", {})
+        for file, found in files.items():
+            console.print(f"{outcome.source.id}: {file}: {found['records']} record(s) of the wrong shape: "
+                          f"{found['message']}", markup=False, style="yellow")
     for outcome in result.failed:
         error = outcome.error or ""
         line = error if error.startswith(f"{outcome.source.id}:") else f"{outcome.source.id}: {error}"

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from etl import __version__
 from etl.catalog import Source
 from etl.convert.base import Filtered, RecordContext, Reject, get_converter
+from etl.convert.shape import SCHEMA_MISMATCH, mismatch_by_file
 from etl.faults import checkpoint
 from etl.fetch.base import FetchedSource
 from etl.read.base import RawRecord, ReadError, cut, get_reader
@@ -211,6 +212,8 @@ def convert_source(source: Source, fetched: FetchedSource, work_dir: Path) -> Co
         shutil.rmtree(staging, ignore_errors=True)
         raise
     result = counts.as_dict()
+    if counts.rejected_by_reason.get(SCHEMA_MISMATCH):  # one line per wrong-shape file (convert/shape.py)
+        result["schema_mismatch_files"] = mismatch_by_file(staging / "rejects.parquet")
     (staging / "counts.json").write_text(json.dumps(result, sort_keys=True, indent=1), encoding="utf-8")
     (staging / DONE).write_text(key, encoding="utf-8")
     shutil.rmtree(final, ignore_errors=True)

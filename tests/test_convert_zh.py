@@ -213,6 +213,101 @@ def test_meddialog_parse_keeps_multiline_utterances() -> None:
     assert parsed["utterances"] == [("user", "line one\nline two"), ("assistant", "ok")]
 
 
+# A haodf thread with every section the upstream format has (UCSD-AI4H/COVID-Dialogue README: "ID, URL,
+# Description, Dialogue, (Optional) Diagnosis and suggestions"), shortened from upstream records 2 and 84 of
+# COVID-Dialogue-Dataset-Chinese.txt: the doctor's summary, a follow-up Dialogue block after it, a Dialogue
+# block holding only a booking note, and a second Description (the patient's next consultation).
+THREAD = """id=84
+https://www.haodf.com/doctorteam/flow_team_6475487373_1.htm
+
+Doctor faculty
+浙江大学医学院附属第一医院 血液科
+
+Description
+疾病： 血常规异常
+病情描述： 本人因近期咽部不适， 微咳，体温徘徊37-37.2; 血常规异常，不知问题是否严重吗?
+希望获得的帮助： 就医引导
+
+Dialogue
+医生：
+症状有几天？
+病人：
+目前没有什么明显症状，只是嗓子不舒服,但不痛；鼻塞。
+医生：
+清淡饮食，多喝温水，观察几天
+
+Dialogue
+预约医生： 王梦嫣
+
+Description
+疾病： 血常规异常
+病情描述： 血常规复查，还是老样子。看了百度之后更加紧张，不知道该怎么办了？
+
+Dialogue
+医生：
+轻度异常，血液病可能性不大，考虑哪里有炎症。
+病人：
+好的王医生
+
+Diagnosis and suggestions
+病情摘要及初步印象： 患者血常规轻度异常，无明显不适主诉。
+总结建议： 建议两周后复查血常规，目前无需药物治疗。清淡饮食。
+
+Dialogue
+病人：
+王医生，我今天来浙二血液科复查了。血常规正常了，是不是可以不需要再高密度的复查了？
+医生：
+这变化这么快，可能之前检测有问题，现在结果好的，我建议不用高频率复查。
+"""
+
+
+def test_meddialog_thread_with_every_section() -> None:
+    """The held-out defect: `Diagnosis and suggestions` and the Dialogue block after it were glued onto
+    the previous turn. The summary belongs in meta, the follow-up continues the conversation."""
+    (row,) = meddialog_raw({"id": "84", "text": THREAD}, _ctx("medical_dialog_raw_zh"))
+    assert [(t.role, t.content) for t in row.messages] == [
+        ("user", "疾病： 血常规异常\n病情描述： 本人因近期咽部不适， 微咳，体温徘徊37-37.2; 血常规异常，不知问题是否严重吗?\n"
+                 "希望获得的帮助： 就医引导"),
+        ("assistant", "症状有几天？"),
+        ("user", "目前没有什么明显症状，只是嗓子不舒服,但不痛；鼻塞。"),
+        ("assistant", "清淡饮食，多喝温水，观察几天"),
+        ("user", "疾病： 血常规异常\n病情描述： 血常规复查，还是老样子。看了百度之后更加紧张，不知道该怎么办了？"),
+        ("assistant", "轻度异常，血液病可能性不大，考虑哪里有炎症。"),
+        ("user", "好的王医生\n王医生，我今天来浙二血液科复查了。血常规正常了，是不是可以不需要再高密度的复查了？"),
+        ("assistant", "这变化这么快，可能之前检测有问题，现在结果好的，我建议不用高频率复查。"),
+    ]
+    assert row.meta == {
+        "dialogue_id": "84", "url": "https://www.haodf.com/doctorteam/flow_team_6475487373_1.htm",
+        "doctor_faculty": "浙江大学医学院附属第一医院 血液科",
+        "diagnosis_and_suggestions": ["病情摘要及初步印象： 患者血常规轻度异常，无明显不适主诉。\n"
+                                      "总结建议： 建议两周后复查血常规，目前无需药物治疗。清淡饮食。"],
+        "notes": ["预约医生： 王梦嫣"],
+    }
+
+
+def test_meddialog_section_title_left_in_a_message_is_rejected() -> None:
+    """The cheap content check: a parser that misses a section (here an unknown title spelled like a
+    known one is simulated by the guard directly) turns into a reject, not silent output."""
+    from etl.convert.base import Turn
+    from etl.convert.meddialog import reject_section_titles
+
+    glued = [Turn("user", "咳嗽"), Turn("assistant", "多喝水\n\nDiagnosis and suggestions\n总结建议： 观察")]
+    with pytest.raises(Reject, match="section_header_in_message.*turn 1 \\(assistant\\).*Diagnosis and suggestions"):
+        reject_section_titles(glued)
+    assert reject_section_titles(glued[:1]) == glued[:1]
+
+
+def test_meddialog_en_repeated_sections() -> None:
+    """en threads repeat Description/Dialogue too (COVID-Dialogue-Dataset-English.txt has one)."""
+    text = ("id=7\nhttps://www.icliniq.com/qa/x\n\nDescription\nCough for a week.\n\nDialogue\nPatient:\n"
+            "Hello doctor, I have a cough.\nDoctor:\nHi, any fever?\n\nDescription\nFever started today.\n\n"
+            "Dialogue\nPatient:\nIt is 38 degrees now.\nDoctor:\nPlease get a chest x-ray.\n")
+    (row,) = meddialog_raw({"id": "7", "text": text}, _ctx("medical_dialog_raw_en"))
+    assert [(t.role, t.content) for t in row.messages] == [
+        ("user", "Cough for a week.\n\nHello doctor, I have a cough."), ("assistant", "Hi, any fever?"),
+        ("user", "Fever started today.\nIt is 38 degrees now."), ("assistant", "Please get a chest x-ray.")]
+
+
 def test_meddialog_processed() -> None:
     """HAND-MADE fixtures (format unverified)."""
     en = convert_source_files("medical_dialog_processed_en", HANDMADE)

@@ -20,6 +20,31 @@ def test_tricky_strings():
     assert scores[0] == 1.0 and scores[list(CASES).index("123")] == 0.0
 
 
+# English sentences that name a drug (or a symptom) in Chinese, and Chinese sentences that name one in
+# English: the sentence decides, not the presence of Han characters.
+MIXED = {
+    "Is 布洛芬 safe?": "en",
+    "Is 布洛芬缓释胶囊 safe for children under six?": "en",
+    "Take 阿莫西林 three times a day after meals.": "en",
+    "The doctor prescribed 六味地黄丸.": "en",
+    "My mother has been taking 阿莫西林 for three days but her fever has not gone down.": "en",
+    "hypertension 怎么治疗": "zh",
+    "患者有 hypertension 病史": "zh",
+    "请问 ibuprofen 可以跟 acetaminophen 一起吃吗": "zh",
+    "血常规：WBC 11.4，NEUT 80%，CRP 升高": "zh",
+    "CT MRI 都正常": "zh",
+    "insulin glargine 50mg bid 可以吗": "zh",
+    "最近 shortness of breath 很严重，能吃 insulin glargine 吗": "zh",
+}
+
+
+def test_mixed_text_decided_by_share_of_content():
+    langs, scores = LanguageTagger(("zh", "en")).tag(list(MIXED))
+    assert dict(zip(MIXED, langs, strict=True)) == MIXED
+    # 2 English words + 1 frame word ("Is") against 3 Han characters (1.5 words): English, 3/4.5 of the content
+    assert scores[0] == round(3 / 4.5, 4)
+
+
 def test_deterministic():
     tagger = LanguageTagger(("zh", "en"))
     assert tagger.tag(list(CASES)) [0] == tagger.tag(list(CASES))[0]

@@ -16,9 +16,9 @@ from etl.convert.fieldtools import (
     join_instruction,
     native_id,
     pairs_to_turns,
-    require_mapping,
     rest_as_meta,
 )
+from etl.convert.shape import reject_header_line, require_shape
 
 # ShareGPT speaker names seen upstream → unified roles. Tool-calling roles are not mapped by default:
 # a source that has them says how in `options.role_map`.
@@ -32,7 +32,7 @@ SHAREGPT_ROLES = {
 @converter("alpaca", tasks=("sft",), reader="json")
 def alpaca(record: Any, ctx: RecordContext) -> list[Row]:
     """`instruction` + `input` → user, `output` → assistant; optional `history` pairs and `system`."""
-    record = require_mapping(record)
+    record = require_shape(record, ctx, (ctx.field("instruction"), ctx.field("input"), ctx.field("output")))
     k_ins, k_in, k_out = ctx.field("instruction"), ctx.field("input"), ctx.field("output")
     k_hist, k_sys = ctx.field("history"), ctx.field("system")
     user = join_instruction(get_str(record, k_ins, required=False), get_str(record, k_in, required=False))
@@ -52,7 +52,7 @@ def alpaca(record: Any, ctx: RecordContext) -> list[Row]:
 @converter("query_response", tasks=("sft",), reader="json")
 def query_response(record: Any, ctx: RecordContext) -> list[Row]:
     """One question → one answer (`query`/`response` by default; e.g. `{query: 问, response: 答}`)."""
-    record = require_mapping(record)
+    record = require_shape(record, ctx, (ctx.field("query"), ctx.field("response")))
     k_q, k_r = ctx.field("query"), ctx.field("response")
     turns = [Turn("user", get_str(record, k_q)), Turn("assistant", get_str(record, k_r))]
     used = (k_q, k_r, ctx.fields.get("id", ""))
@@ -82,7 +82,7 @@ def sharegpt_turns(conversation: list[Any], ctx: RecordContext, where: str) -> l
 @converter("sharegpt", tasks=("sft",), reader="json")
 def sharegpt(record: Any, ctx: RecordContext) -> list[Row]:
     """ShareGPT `conversations`; a `system_prompt` field becomes the leading system turn; `tools` go to meta."""
-    record = require_mapping(record)
+    record = require_shape(record, ctx, (ctx.field("conversations"),))
     k_conv, k_sys = ctx.field("conversations"), ctx.field("system", "system_prompt")
     turns = sharegpt_turns(get_list(record, k_conv), ctx, k_conv)
     system = get_str(record, k_sys, required=False).strip()
@@ -95,7 +95,7 @@ def sharegpt(record: Any, ctx: RecordContext) -> list[Row]:
 @converter("messages", tasks=("sft",), reader="json")
 def messages(record: Any, ctx: RecordContext) -> list[Row]:
     """OpenAI fine-tuning `messages`: `[{role, content}]`."""
-    record = require_mapping(record)
+    record = require_shape(record, ctx, (ctx.field("messages"),))
     k_msg = ctx.field("messages")
     turns: list[Turn] = []
     for index, item in enumerate(get_list(record, k_msg)):
@@ -113,7 +113,8 @@ def messages(record: Any, ctx: RecordContext) -> list[Row]:
 def preference(record: Any, ctx: RecordContext) -> list[Row]:
     """A preference pair: `question`/`response_chosen`/`response_rejected` (+ `system`, `history`), or
     ShareGPT `conversations` + `chosen` + `rejected` (the MedicalGPT DPO shape)."""
-    record = require_mapping(record)
+    record = require_shape(record, ctx, (ctx.field("conversations"), ctx.field("question"), ctx.field("chosen"),
+                                         ctx.field("chosen", "response_chosen")))
     k_conv = ctx.field("conversations")
     if k_conv in record:
         prompt = sharegpt_turns(get_list(record, k_conv), ctx, k_conv)
@@ -140,8 +141,9 @@ def text(record: Any, ctx: RecordContext) -> list[Row]:
     if isinstance(record, str):
         if not record.strip():
             raise Filtered("blank_line")
+        reject_header_line(record, ctx)
         return [Row(text=record)]
-    record = require_mapping(record)
+    record = require_shape(record, ctx, (ctx.fields.get("text", "text"), "content"))
     key = ctx.fields.get("text") or ("text" if "text" in record else "content")
     return [Row(text=get_str(record, key), native_id=native_id(record, ctx),
                 meta=rest_as_meta(record, (key, ctx.fields.get("id", ""))))]
