@@ -105,7 +105,7 @@ class QualityConfig(_Strict):
     max_mojibake_ratio: float = Field(0.01, ge=0, le=1)   # mojibake / U+FFFD characters per character
     max_char_repetition: float = Field(0.5, gt=0, le=1)   # share of characters repeating the one 1-10 before
     max_line_repetition: float = Field(0.6, gt=0, le=1)   # share of non-empty lines repeating an earlier line
-    min_answer_chars: int = Field(2, ge=0)                # answer characters after removing punctuation/placeholders
+    min_answer_chars: int = Field(1, ge=0)                # answer characters after removing punctuation/placeholders
     max_ad_hits: int = Field(2, ge=0)                     # advertising / contact cues an answer may hold
     drop_filler: bool = True                              # answers that only say 同上/谢谢/不知道...
     drop_echo: bool = True                                # SFT/reward answers that repeat the question

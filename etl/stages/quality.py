@@ -6,16 +6,16 @@ checks is counted under the first reason of REASONS:
 
 - `mojibake`: characters of mojibake (锟斤拷, 烫烫烫, U+FFFD, UTF-8 read as Latin-1/cp1252 such as
   `Ã¤` or `åŒ»ç”Ÿ`) per character of the row above `max_mojibake_ratio`;
-- `char_repetition`: the share of characters equal to the character p places before (the best p
-  in 1-10: a wall of one character or of a short phrase) above `max_char_repetition`, for rows of at
-  least 10 characters;
 - `line_repetition`: the share of non-empty lines that repeat an earlier line of the row above
   `max_line_repetition`, for rows of at least 3 lines;
+- `char_repetition`: the share of characters equal to the character p places before (the best p
+  in 1-10: a wall of one character or of a short phrase) above `max_char_repetition`, for rows of at
+  least 10 characters (a wall of repeated lines is counted as `line_repetition`, checked first);
 - `short_answer`: the answer (assistant turns; reward `chosen`; pretrain `text`) has fewer than
   `min_answer_chars` characters once punctuation, spaces and placeholders are removed;
 - `filler_answer`: the answer only says 同上 / 谢谢 / 不知道 / "thanks" and the like;
 - `advertising`: the answer holds more than `max_ad_hits` advertising or contact cues (加微信,
-  咨询热线, 我院专家, a redacted <PHONE>/<SOCIAL_ID>/<URL>, "call now"...);
+  咨询热线, 我院专家, a redacted <PHONE>/<SOCIAL_ID>, "call now"...; links alone do not count);
 - `echo`: an SFT/reward answer that repeats the question (same text once case, spaces and
   punctuation are ignored).
 
@@ -32,9 +32,9 @@ import pyarrow as pa
 
 from etl.catalog import QualityConfig, QualityThresholds
 from etl.stages.base import DROP, Stage
-from etl.stages.text import SEPARATOR, text_columns
+from etl.stages.text import column_text, text_columns, whole_texts
 
-REASONS = ("mojibake", "char_repetition", "line_repetition", "short_answer", "filler_answer", "advertising", "echo")
+REASONS = ("mojibake", "line_repetition", "char_repetition", "short_answer", "filler_answer", "advertising", "echo")
 
 _MOJIBAKE = ("锟斤拷|烫烫烫|屯屯屯|\ufffd|[ÃÂ][\u0080-\u00bf]|"
              "[äåæçèé][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013\u2014"
@@ -49,26 +49,6 @@ _ADS = (r"(?i)加微信|加我微信|加v信|加[vV]|私信我|咨询热线|热�
 _PERIODS = range(1, 11)
 
 
-def _combined(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-
-
-def column_text(column: pa.Array | pa.ChunkedArray, role: str | None = None) -> pl.Series:
-    """One string per row: a string column as it is; a list of turns as its contents joined (only
-    the turns of `role` when given)."""
-    series = pl.Series(_combined(column))
-    if series.dtype == pl.String:
-        return series.fill_null("")
-    content = pl.element().struct.field("content")
-    picked = content if role is None else content.filter(pl.element().struct.field("role") == role)
-    return series.list.eval(picked).list.join(SEPARATOR).fill_null("")
-
-
-def _join(parts: list[pl.Series]) -> pl.Series:
-    return pl.DataFrame({str(i): p for i, p in enumerate(parts)}).select(
-        pl.concat_str(pl.all(), separator=SEPARATOR)).to_series()
-
-
 def row_parts(batch: pa.RecordBatch, task: str) -> tuple[pl.Series, pl.Series, pl.Series | None]:
     """(whole row text, answer text, question text or None) per row."""
     if task == "pretrain":
@@ -77,9 +57,7 @@ def row_parts(batch: pa.RecordBatch, task: str) -> tuple[pl.Series, pl.Series, p
     if task == "sft":
         messages = batch.column("messages")
         return column_text(messages), column_text(messages, "assistant"), column_text(messages, "user")
-    chosen = column_text(batch.column("chosen"), None)
-    whole = _join([column_text(batch.column(c)) for c in text_columns(task)])
-    return whole, chosen, column_text(batch.column("prompt"), "user")
+    return whole_texts(batch, task), column_text(batch.column("chosen")), column_text(batch.column("prompt"), "user")
 
 
 def char_repetition(texts: pl.Series, min_chars: int = 10) -> np.ndarray:
@@ -163,7 +141,7 @@ class Quality(Stage):
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         m = self.measures(batch)
-        sources = pl.Series(_combined(batch.column("source")))
+        sources = pl.Series(batch.column("source"))
         failed = {
             "mojibake": m["mojibake"] > self._limits(sources, "max_mojibake_ratio", pl.Float64),
             "char_repetition": m["char_repetition"] > self._limits(sources, "max_char_repetition", pl.Float64),

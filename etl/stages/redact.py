@@ -32,7 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.stages.base import COUNT_PREFIX, Stage
-from etl.stages.text import text_columns
+from etl.stages.text import text_columns, whole_texts
+from etl.textnorm import match_keys
 
 PLACEHOLDERS = ("PHONE", "ID_NUMBER", "EMAIL", "URL", "IP", "RECORD_NO", "SOCIAL_ID", "NAME")
 
@@ -54,6 +55,10 @@ _NOT_GIVEN = ("科院部室诊疗治家的了是和与及或在为请问说看�
 _GIVEN = f"[\\p{{Han}}--[{_NOT_GIVEN}]]"
 _NAME = f"(?:{_SURNAMES}){_GIVEN}{{1,2}}"
 _TITLE = "(?:副?主任医师|主治医师|医师|医生|大夫|副?主任|副?教授|护士长)"
+
+
+# The characters of a URL's rest (ASCII only, so it stops at Chinese text), not ending in punctuation.
+_URL_CHARS = r"(?:[A-Za-z0-9\-._~:/?#@!$&*+,;=%]*[A-Za-z0-9/_\-=#%&])?"
 
 
 @dataclass(frozen=True)
@@ -78,9 +83,9 @@ SHIELD_CUES = ("标本号|标本编号|样本号|样本编号|条码号|条形�
 
 RULES: tuple[Rule, ...] = (
     _rule("email", "EMAIL", r"[A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"),
-    _rule("url", "URL", r"(?i)(?:https?://|ftp://|www\.)[^\s<>\"'，。；！？、）)\]】》|]+"),
+    _rule("url", "URL", r"(?i)(?:https?://|ftp://|www\.)" + _URL_CHARS),
     _rule("bare_domain", "URL", _B + r"(?:[A-Za-z0-9\-]+\.)+(?:com|cn|net|org|edu|gov|info|cc|hk|tw)"
-          r"(?:\.cn)?(?:/[^\s<>\"'，。；！？、）)\]】》|]*)?" + _B),
+          r"(?:\.cn)?" + _B + f"(?:/{_URL_CHARS})?"),
     _rule("ipv4", "IP", _B + r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}"
           r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])" + _B),
     _rule("cn_mobile", "PHONE", r"(?:(?:\+|" + _B + r"00)86[- ]?|" + _B + r"86[- ]?|" + _B + r")"
@@ -281,11 +286,8 @@ def _put(batch: pa.RecordBatch, name: str, values: pa.Array) -> pa.RecordBatch:
 
 def _rekey(batch: pa.RecordBatch, task: str, changed: np.ndarray) -> pa.RecordBatch:
     """The matching key and length of the rows whose text changed (normalise computed them before)."""
-    from etl.stages.normalise import _row_texts
-    from etl.textnorm import match_keys
-
     index = pa.array(np.flatnonzero(changed))
-    texts = _row_texts(batch.take(index), task)
+    texts = whole_texts(batch.take(index), task)
     keys = pl.Series(batch.column("_key")).scatter(index.to_numpy(), match_keys(texts))
     lengths = pl.Series(batch.column("_len")).scatter(index.to_numpy(), texts.str.len_chars().cast(pl.Int32))
     batch = _put(batch, "_key", keys.to_arrow().cast(batch.schema.field("_key").type))
