@@ -80,6 +80,7 @@ def test_measures():
 
     texts = pl.Series(["哈" * 20, "abcdefghij" * 3, "正常的一句话，没有重复的内容出现。", "短"])
     assert char_repetition(texts).round(2).tolist() == [0.95, 0.67, 0.06, 0.0]   # 的 ... 的: 1 pair in 17
+    assert char_repetition(pl.Series(["短", "ab" * 6])).round(3).tolist() == [0.0, 0.833]   # the last text too
     lines = pl.Series(["a\nb\na\na", "a\nb", "x\n\ny\n z \nz"])
     assert line_repetition(lines).round(2).tolist() == [0.5, 0.0, 0.25]
 

@@ -61,23 +61,24 @@ def row_parts(batch: pa.RecordBatch, task: str) -> tuple[pl.Series, pl.Series, p
 
 
 def char_repetition(texts: pl.Series, min_chars: int = 10) -> np.ndarray:
-    """Per text, the largest share of characters equal to the character p places before (p in 1-10)."""
+    """Per text, the largest share of characters equal to the character p places before (p in 1-10).
+    Texts shorter than `min_chars` get 0."""
     lengths = texts.str.len_chars().to_numpy().astype(np.int64)
     result = np.zeros(len(texts))
-    if not len(texts):
+    index = np.flatnonzero(lengths >= min_chars)
+    if not index.size:
         return result
-    codes = np.frombuffer("".join(texts.to_list()).encode("utf-32-le"), dtype=np.uint32)
-    ends = np.cumsum(lengths)
-    starts = ends - lengths
-    long_enough = lengths >= min_chars
+    codes = np.frombuffer("".join(texts.gather(index).to_list()).encode("utf-32-le"), dtype=np.uint32)
+    size = lengths[index]
+    starts = np.cumsum(size) - size
     for p in _PERIODS:
-        same = np.zeros(codes.size + 1, dtype=np.int64)
-        if codes.size > p:
-            np.cumsum(codes[p:] == codes[:-p], out=same[p + 1:])   # same[i + 1]: pairs (j - p, j) with j <= i
-        # pairs whose both ends fall inside the text: positions starts+p .. ends-1
-        lo = np.minimum(starts + p, ends)
-        share = (same[ends] - same[lo]) / np.maximum(lengths, 1)
-        result = np.maximum(result, np.where(long_enough, share, 0.0))
+        # pair (i - p, i) for i in start + p .. end - 1 of each text, i.e. same[start .. end - p - 1]
+        same = np.append(codes[p:] == codes[:-p], False)      # the pad keeps every bound a valid index
+        bounds = np.empty(2 * index.size, dtype=np.int64)
+        bounds[0::2], bounds[1::2] = starts, starts + size - p
+        sums = np.add.reduceat(same, bounds, dtype=np.int64)[0::2]
+        sums[size - p <= 0] = 0
+        result[index] = np.maximum(result[index], sums / size)
     return result
 
 

@@ -21,8 +21,6 @@ get one matching key (DESIGN §5: redaction comes before dedup). No state is kep
 
 from __future__ import annotations
 
-import datetime
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -122,65 +120,109 @@ RULES: tuple[Rule, ...] = (
     _rule("name_dr", "NAME", _B + r"((?:Dr|DR)\.?\s)[A-Z][a-z]+(?:\s[A-Z]\.)?(?:\s[A-Z][a-z]+)?" + _B, "${1}|"),
 )
 
-# Resident ID numbers: candidates found vectorised, checked in Python (check digit, birth date).
+# Resident ID numbers: candidates found vectorised, checked vectorised (check digit, birth date).
 _ID_CANDIDATE = _B + r"[1-9][0-9]{5}(?:(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])[0-9]{5}[0-9Xx]|[0-9]{2}(?:0[1-9]|1[0-2])[0-9]{5})" + _B
-_ID_PY = re.compile(r"(?<![0-9A-Za-z_])([1-9][0-9]{16}[0-9Xx]|[1-9][0-9]{14})(?![0-9A-Za-z_])")
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_ID_CHECK = "10X98765432"
+_ID_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2])
+_ID_CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8)
+_MONTH_DAYS = np.array([0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+# Which rows a group of rules can match at all (a cheap scan; the rules then run on those rows only).
+_WEB_CUES = r"@|://|(?i:www\.)|\.(?:com|cn|net|org|edu|gov|info|cc|hk|tw)|[0-9]\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]"
+_CUE_WORDS = ("号|微信|V信|薇信|威信|QQ|qq|扣扣|微博|抖音|快手|身份证|证件|(?i:vx|wx|wechat|weixin|skype|whatsapp|telegram|"
+              "ssn|social security|passport|nhs|mrn|medical record|hospital|patient id|admission|bed)")
+_DIGIT_RUNS = r"[0-9]{5}|[0-9]{3}[-. )）]{1,2}[0-9]{3}"
+_NAME_CUES = "医生|大夫|主任|医师|教授|护士长|姓名|患者|病人|患儿|签名|Dr|DR"
+_GROUPS = (("web", _WEB_CUES, ("email", "url", "bare_domain", "ipv4")),
+           ("cue", _CUE_WORDS, ("record_no", "id_cue", "social_id_zh", "social_id_en")),
+           ("phone", _DIGIT_RUNS, ("cn_mobile", "cn_landline", "cn_service", "us_phone", "uk_phone", "cue_phone")),
+           ("name", _NAME_CUES, ("name_signature", "name_cue", "name_patient", "name_dr")))
+_BY_NAME = {rule.name: rule for rule in RULES}
+_TAGS = "<(?:" + "|".join(PLACEHOLDERS) + ")>"
 
 
-def _valid_date(year: int, month: int, day: int) -> bool:
-    try:
-        datetime.date(year, month, day)
-    except ValueError:
-        return False
-    return True
+def _valid_birth(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    days = _MONTH_DAYS[np.clip(month, 0, 12)] - ((month == 2) & ~leap)
+    return (month >= 1) & (month <= 12) & (day >= 1) & (day <= days)
+
+
+def _number(digits: np.ndarray, start: int, end: int) -> np.ndarray:
+    """The integer written by columns start..end of a digit matrix."""
+    return digits[:, start:end] @ (10 ** np.arange(end - start - 1, -1, -1))
+
+
+def resident_ids(numbers: list[str]) -> np.ndarray:
+    """Per number: an 18-digit resident ID with a valid birth date and ISO 7064 MOD 11-2 check
+    digit, or a 15-digit legacy one (no check digit) with a valid birth date (19YYMMDD)."""
+    ok = np.zeros(len(numbers), dtype=bool)
+    for width in (18, 15):
+        index = [i for i, n in enumerate(numbers) if len(n) == width and n[:width - 1].isdigit() and n.isascii()]
+        if not index:
+            continue
+        raw = np.frombuffer("".join(numbers[i] for i in index).upper().encode(), dtype=np.uint8).reshape(-1, width)
+        digits = (raw[:, :width - 1] - ord("0")).astype(np.int64)
+        if width == 18:
+            valid = _valid_birth(_number(digits, 6, 10), _number(digits, 10, 12), _number(digits, 12, 14))
+            valid &= _ID_CHECK[(digits @ _ID_WEIGHTS) % 11] == raw[:, 17]
+        else:
+            last = raw[:, 14]
+            valid = (_valid_birth(1900 + _number(digits, 6, 8), _number(digits, 8, 10), _number(digits, 10, 12))
+                     & (last >= ord("0")) & (last <= ord("9")))
+        ok[index] = valid
+    return ok
 
 
 def is_resident_id(number: str) -> bool:
-    """An 18-digit resident ID with a valid birth date and ISO 7064 MOD 11-2 check digit, or a
-    15-digit legacy one (no check digit) with a valid birth date (19YYMMDD)."""
-    if len(number) == 18:
-        if not _valid_date(int(number[6:10]), int(number[10:12]), int(number[12:14])):
-            return False
-        total = sum(int(d) * w for d, w in zip(number[:17], _ID_WEIGHTS, strict=True))
-        return _ID_CHECK[total % 11] == number[17].upper()
-    if len(number) == 15 and number.isdigit():
-        return _valid_date(1900 + int(number[6:8]), int(number[8:10]), int(number[10:12]))
-    return False
+    return bool(resident_ids([number])[0])
 
 
-def _redact_ids(text: str) -> str:
-    return _ID_PY.sub(lambda m: "<ID_NUMBER>" if is_resident_id(m.group(1)) else m.group(1), text)
+def _redact_ids(texts: pl.Series) -> pl.Series:
+    found = texts.str.extract_all(_ID_CANDIDATE).explode().drop_nulls().unique().sort().to_list()
+    verified = [n for n, ok in zip(found, resident_ids(found), strict=True) if ok]
+    return texts.str.replace_many(verified, ["<ID_NUMBER>"] * len(verified)) if verified else texts
+
+
+def _on_rows(texts: pl.Series, prefilter: str, step: Callable[[pl.Series], pl.Series]) -> pl.Series:
+    """`step` over the rows `prefilter` matches, the others left as they are."""
+    index = np.flatnonzero(texts.str.contains(prefilter).fill_null(False).to_numpy())
+    if not index.size:
+        return texts
+    return texts.scatter(index, step(texts.gather(index)))
+
+
+def _rules(names: tuple[str, ...]) -> Callable[[pl.Series], pl.Series]:
+    def step(texts: pl.Series) -> pl.Series:
+        for name in names:
+            texts = texts.str.replace_all(_BY_NAME[name].pattern, _BY_NAME[name].replacement)
+        return texts
+
+    return step
 
 
 def redact_strings(texts: pl.Series, names: bool = True) -> pl.Series:
-    """Every rule over a string Series (nulls stay null)."""
-    out = texts.str.replace_all(f"({SHIELD_CUES})([：:＃#\\s]*)([0-9A-Za-z])", f"${{1}}${{2}}{_SHIELD}${{3}}")
-    for rule in RULES[:4]:                                   # e-mail, URLs, IP: before any digit rule
-        out = out.str.replace_all(rule.pattern, rule.replacement)
-    candidates = np.flatnonzero(out.str.contains(_ID_CANDIDATE).fill_null(False).to_numpy())
-    if candidates.size:
-        checked = pl.Series([_redact_ids(t) for t in out.gather(candidates).to_list()], dtype=pl.String)
-        out = out.scatter(candidates, checked)
-    for rule in RULES[4:]:
-        if names or rule.kind != "NAME":
-            out = out.str.replace_all(rule.pattern, rule.replacement)
-    return out.str.replace_all(_SHIELD, "", literal=True)
+    """Every rule over a string Series (nulls stay null): numbers after non-personal cue words are
+    shielded; then web addresses, verified resident IDs, cue-word ids, phone numbers and names."""
+    out = _on_rows(texts.clone(), SHIELD_CUES, lambda t: t.str.replace_all(
+        f"({SHIELD_CUES})([：:＃#\\s]*)([0-9A-Za-z])", f"${{1}}${{2}}{_SHIELD}${{3}}"))
+    out = _on_rows(out, _WEB_CUES, _rules(_GROUPS[0][2]))
+    out = _on_rows(out, _ID_CANDIDATE, _redact_ids)
+    for group, prefilter, rule_names in _GROUPS[1:]:
+        if names or group != "name":
+            out = _on_rows(out, prefilter, _rules(rule_names))
+    return _on_rows(out, _SHIELD, lambda t: t.str.replace_all(_SHIELD, "", literal=True))
 
 
 def placeholder_counts(before: pl.Series, after: pl.Series) -> dict[str, np.ndarray]:
     """Per element, how many placeholders of each type `after` gained over `before`."""
-    changed = (before != after).fill_null(False).to_numpy()
-    counts = {kind: np.zeros(len(after), dtype=np.int32) for kind in PLACEHOLDERS}
-    index = np.flatnonzero(changed)
-    if index.size:
-        old, new = before.gather(index), after.gather(index)
-        for kind in PLACEHOLDERS:
-            tag = f"<{kind}>"
-            gained = new.str.count_matches(tag, literal=True) - old.str.count_matches(tag, literal=True)
-            counts[kind][index] = gained.clip(lower_bound=0).to_numpy()
-    return counts
+    counts = {kind: np.zeros(len(after), dtype=np.int64) for kind in PLACEHOLDERS}
+    index = np.flatnonzero((before != after).fill_null(False).to_numpy())
+    if not index.size:
+        return counts
+    for series, sign in ((after, 1), (before, -1)):
+        tags = pl.DataFrame({"i": index, "tag": series.gather(index).str.extract_all(_TAGS)}).explode("tag").drop_nulls()
+        for (tag,), part in tags.group_by("tag"):
+            np.add.at(counts[str(tag)[1:-1]], part["i"].to_numpy(), sign)
+    return {kind: np.maximum(values, 0) for kind, values in counts.items()}
 
 
 # --------------------------------------------------------------------------- Arrow plumbing
@@ -259,7 +301,10 @@ class Redact(Stage):
         counts = placeholder_counts(flat, redacted)
         rows = np.concatenate([p.rows for p in pieces]) if pieces else np.zeros(0, dtype=np.int64)
         changed_rows = np.zeros(batch.num_rows, dtype=bool)
-        changed_rows[rows[(flat != redacted).fill_null(False).to_numpy()]] = True
+        changed = (flat != redacted).fill_null(False).to_numpy()
+        text_elements = np.concatenate([np.full(len(p.values), p.column != "meta") for p in pieces]) if pieces \
+            else np.zeros(0, dtype=bool)
+        changed_rows[rows[changed & text_elements]] = True        # meta is not part of the matching key
         out = redacted.to_arrow()
         start = 0
         for piece in pieces:
