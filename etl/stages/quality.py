@@ -47,6 +47,13 @@ _ADS = (r"(?i)加微信|加我微信|加v信|加[vV]|私信我|咨询热线|热�
         r"<PHONE>|<SOCIAL_ID>|call now|visit our (?:website|clinic)|contact us|click here|buy now|"
         r"free consultation|whatsapp")
 _PERIODS = range(1, 11)
+_SHORT = 64                     # answers up to this long are checked for short_answer / filler_answer
+
+
+def _cleaned(texts: pl.Series) -> pl.Series:
+    """Without placeholders, punctuation, symbols and spaces, lower-cased: what "short", "filler"
+    and "echo" are judged on."""
+    return texts.str.replace_all(_CLEAN, "").str.to_lowercase()
 
 
 def row_parts(batch: pa.RecordBatch, task: str) -> tuple[pl.Series, pl.Series, pl.Series | None]:
@@ -125,20 +132,33 @@ class Quality(Stage):
         whole, answer, question = row_parts(batch, self.task)
         lengths = whole.str.len_chars().to_numpy()
         mojibake = lengths - whole.str.replace_all(_MOJIBAKE, "").str.len_chars().to_numpy()
-        cleaned = answer.str.replace_all(_CLEAN, "").str.to_lowercase()
-        measures = {
+        answer_lengths = answer.str.len_chars().to_numpy().astype(np.int64)
+        # Cleaning is the costly part: only answers short enough to be short or filler are cleaned (a
+        # longer answer's length counts as it is), and for echo only pairs of similar length.
+        limit = max(_SHORT, 2 * max([self.config.min_answer_chars, *(c.min_answer_chars for c in self.per_source.values())]))
+        short = np.flatnonzero(answer_lengths <= limit)
+        answer_chars = answer_lengths.copy()
+        filler = np.zeros(batch.num_rows, dtype=bool)
+        if short.size:
+            cleaned = _cleaned(answer.gather(short))
+            answer_chars[short] = cleaned.str.len_chars().to_numpy()
+            filler[short] = cleaned.str.contains(_FILLER).to_numpy()
+        echo = np.zeros(batch.num_rows, dtype=bool)
+        if question is not None:
+            asked_lengths = question.str.len_chars().to_numpy().astype(np.int64)
+            alike = np.flatnonzero((np.abs(answer_lengths - asked_lengths) <= 0.3 * asked_lengths + 10) & (answer_lengths > 0))
+            if alike.size:
+                said = _cleaned(answer.gather(alike))
+                echo[alike] = ((_cleaned(question.gather(alike)) == said) & (said.str.len_chars() > 0)).to_numpy()
+        return {
             "mojibake": mojibake / np.maximum(lengths, 1),
             "char_repetition": char_repetition(whole),
             "line_repetition": line_repetition(whole),
-            "answer_chars": cleaned.str.len_chars().to_numpy(),
-            "filler": cleaned.str.contains(_FILLER).to_numpy(),
+            "answer_chars": answer_chars,
+            "filler": filler,
             "ad_hits": answer.str.count_matches(_ADS).to_numpy(),
-            "echo": np.zeros(batch.num_rows, dtype=bool),
+            "echo": echo,
         }
-        if question is not None:
-            asked = question.str.replace_all(_CLEAN, "").str.to_lowercase()
-            measures["echo"] = ((asked == cleaned) & (cleaned.str.len_chars() > 0)).to_numpy()
-        return measures
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         m = self.measures(batch)
