@@ -8,9 +8,9 @@ checks is counted under the first reason of REASONS:
   `Ã¤` or `åŒ»ç”Ÿ`) per character of the row above `max_mojibake_ratio`;
 - `line_repetition`: the share of non-empty lines that repeat an earlier line of the row above
   `max_line_repetition`, for rows of at least 3 lines;
-- `char_repetition`: the share of characters equal to the character p places before (the best p
-  in 1-10: a wall of one character or of a short phrase) above `max_char_repetition`, for rows of at
-  least 10 characters (a wall of repeated lines is counted as `line_repetition`, checked first);
+- `char_repetition`: the share of the answer's characters equal to the character p places before
+  (the best p in 1-10: a wall of one character or of a short phrase) above `max_char_repetition`, for
+  answers of at least 10 characters (a wall of repeated lines is counted as `line_repetition`, checked first);
 - `short_answer`: the answer (assistant turns; reward `chosen`; pretrain `text`) has fewer than
   `min_answer_chars` characters once punctuation, spaces and placeholders are removed;
 - `filler_answer`: the answer only says 同上 / 谢谢 / 不知道 / "thanks" and the like;
@@ -152,7 +152,7 @@ class Quality(Stage):
                 echo[alike] = ((_cleaned(question.gather(alike)) == said) & (said.str.len_chars() > 0)).to_numpy()
         return {
             "mojibake": mojibake / np.maximum(lengths, 1),
-            "char_repetition": char_repetition(whole),
+            "char_repetition": char_repetition(answer),
             "line_repetition": line_repetition(whole),
             "answer_chars": answer_chars,
             "filler": filler,
