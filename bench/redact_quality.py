@@ -207,6 +207,8 @@ def _answer(rng: random.Random, row: Row, zh: bool, pii_rate: float) -> str:
 
 def _broken(rng: random.Random, reason: str, question: str, good: str) -> str:
     if reason == "mojibake":
+        if sum(ord(c) > 127 for c in good) * 4 < len(good):      # English: cp1252 leaves ASCII as it is
+            return "锟斤拷" * rng.randint(3, 8) + good[:20]
         return rng.choice(["锟斤拷" * rng.randint(3, 8) + good[:20], good.encode("utf-8").decode("cp1252", errors="replace"),
                            "\ufffd" * rng.randint(5, 20) + good[:30]])
     if reason == "char_repetition":
@@ -349,7 +351,7 @@ def _timed_part(args: tuple[str, int, int]) -> tuple[float, float, int]:
     return start, time.time(), docs
 
 
-def throughput(batches: list[pa.RecordBatch], scratch: Path) -> dict[str, float]:
+def throughput(batches: list[pa.RecordBatch], scratch: Path) -> dict:
     """docs/s of redact + quality on one process and on two (half of the batches each, wall time from
     the first start to the last end), and of normalise on one process as the baseline of the same run."""
     docs, one = _time_stages(batches)
@@ -363,7 +365,8 @@ def throughput(batches: list[pa.RecordBatch], scratch: Path) -> dict[str, float]
     with context.Pool(2, initializer=_init, initargs=(barrier,)) as pool:
         runs = pool.map(_timed_part, [(str(path), 0, 2), (str(path), 1, 2)])
     two = max(end for _, end, _ in runs) - min(start for start, _, _ in runs)
-    return {"docs": docs, "one": docs / one, "two": sum(n for _, _, n in runs) / two, "normalise": docs / normalise}
+    return {"docs": docs, "one": docs / one, "two": sum(n for _, _, n in runs) / two, "normalise": docs / normalise,
+            "load": os.getloadavg()[0]}
 
 
 def section(n: int, seed: int, result: dict, speed: dict) -> str:
@@ -415,7 +418,9 @@ def section(n: int, seed: int, result: dict, speed: dict) -> str:
               f"| baseline: normalise, 1 process, same batches | {speed['normalise']:,.0f} | "
               f"{speed['sparse']['normalise']:,.0f} |",
               f"| redact + quality vs normalise (1 process) | {speed['one'] / speed['normalise']:.2f}× | "
-              f"{speed['sparse']['one'] / speed['sparse']['normalise']:.2f}× |", ""]
+              f"{speed['sparse']['one'] / speed['sparse']['normalise']:.2f}× |",
+              f"| 1-minute load average after the run (2 cores) | {speed['load']:.1f} | {speed['sparse']['load']:.1f} |",
+              ""]
     misses = {k: v[:3] for k, v in sorted(result["examples"].items())}
     if misses:
         lines += ["Examples of mistakes (first three per kind):", ""]
