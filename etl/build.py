@@ -42,7 +42,10 @@ log = logging.getLogger("medcorpus")
 
 SPLITS = ("train", "validation", "test")
 OUTPUT_ENTRIES = (*TASKS, "rejects", "stats", "README.md")
-STAGE_COUNTER = {"exact_dedup": "exact_dup", "near_dedup": "near_dup", "decontaminate": "decontaminated"}
+STAGE_COUNTER = {"exact_dedup": "exact_dup", "near_dedup": "near_dup", "decontaminate": "decontaminated",
+                 "quality": "low_quality"}
+# A stage's own per-source counters (etl.stages.base.settle) land in the manifest under these keys.
+STAGE_TALLY = {"redact": "redacted", "quality": "low_quality_by_reason"}
 FAILED_BUILD = ".failed-build"     # where a build whose sources failed leaves its result (OUT is kept)
 COMMIT_MARKER = ".medcorpus-commit"  # the entries of OUT being swapped, while manifest.json is absent
 
@@ -105,6 +108,7 @@ class SourceOutcome:
     fetched: FetchedSource | None = None
     converted: Converted | None = None
     stage_removed: Counter[str] = field(default_factory=Counter)
+    stage_counts: dict[str, Counter[str]] = field(default_factory=dict)
     written: int = 0
     langs: Counter[str] = field(default_factory=Counter)
     from_sample: bool = False              # read from the offline fallback mirror, not the real files
@@ -465,7 +469,7 @@ def run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, wo
                  if o.converted is not None and o.source.task == task]
         if not parts:
             continue
-        stages = default_stages(task, build)
+        stages = default_stages(task, build, catalog.sources)
         reporter.phase(f"{task}: stages", len(stages))
         ticked: list[str] = []
 
@@ -500,6 +504,7 @@ def run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, wo
         for stage_name, removed in run.removed.items():
             for source_id, n in removed.items():
                 by_id[source_id].stage_removed[stage_name] += n
+        _gather_stage_counts(run, by_id, task)
         for stage in stages:
             summary = stage.summary()
             if summary:
@@ -509,6 +514,23 @@ def run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, wo
             if stage.name not in ticked:
                 reporter.advance(f"{task}: stages", f"{stage.name} (streamed)")
     return shards
+
+
+def _gather_stage_counts(run: TaskRun, by_id: dict[str, SourceOutcome], task: str) -> None:
+    """Stage counters per source into the outcomes; sample dropped rows into `drops-<stage>.jsonl`
+    (ordered by reason, then canonical row order), which `build --explain-drops` shows."""
+    for stage_name, per_source in run.counts.items():
+        for source_id, counts in per_source.items():
+            by_id[source_id].stage_counts.setdefault(stage_name, Counter()).update(counts)
+    for stage_name, batches in run.dropped.items():
+        if not batches:
+            continue
+        table = pa.Table.from_batches(batches).sort_by([("_drop", "ascending"), ("_row", "ascending")])
+        texts = row_texts(table, task)
+        lines = [json.dumps({"reason": r, "id": i, "source": s, "text": t}, ensure_ascii=False)
+                 for r, i, s, t in zip(table.column("_drop").to_pylist(), table.column("id").to_pylist(),
+                                       table.column("source").to_pylist(), texts, strict=True)]
+        (run.report_dir / f"drops-{stage_name}.jsonl").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
 
 
 def write_rejects(outcomes: list[SourceOutcome], staging: Path, build_max_bytes: int) -> list[Shard]:
@@ -533,6 +555,8 @@ def source_entry(outcome: SourceOutcome) -> dict[str, Any]:
         counts[STAGE_COUNTER.get(stage_name, f"removed_by_{stage_name}")] = n
     for name in STAGE_COUNTER.values():
         counts.setdefault(name, 0)
+    for stage_name, key in STAGE_TALLY.items():
+        counts[key] = dict(sorted(outcome.stage_counts.get(stage_name, Counter()).items()))
     counts["written"] = outcome.written
     return {
         "name": source.name, "task": source.task, "role": source.role, "host": source.host,
@@ -566,6 +590,7 @@ def make_manifest(catalog: Catalog, outcomes: list[SourceOutcome], shards: list[
         for stage_name, n in outcome.stage_removed.items():
             totals[STAGE_COUNTER.get(stage_name, f"removed_by_{stage_name}")] += n
         totals["written"] += outcome.written
+        totals["redacted"] += sum(outcome.stage_counts.get("redact", Counter()).values())
         totals[f"sources_{outcome.status}"] += 1
     sources = {o.source.id: source_entry(o) for o in outcomes}
     samples = sorted(o.source.id for o in outcomes if o.from_sample)

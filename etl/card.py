@@ -75,6 +75,7 @@ def render_card(manifest: dict) -> str:
         _licences(manifest, included),
         _columns(),
         _build(manifest),
+        _privacy_and_quality(manifest, included),
         _not_included(manifest),
         _citations(manifest, included),
     ]
@@ -337,6 +338,57 @@ def _build(manifest: dict) -> str:
     lines += ["", "Dedup keeps, in each cluster, the row of the source with the highest priority, then the "
               "longest, then the smallest id.", "", "Full build configuration:", "", "```json",
               json.dumps(build, sort_keys=True, indent=2, ensure_ascii=False), "```", ""]
+    return "\n".join(lines)
+
+
+def _privacy_and_quality(manifest: dict, included: dict[str, dict]) -> str:
+    """What the redact and quality stages did, per source (rules in docs/PRIVACY.md)."""
+    build = manifest.get("build") or {}
+    redact = build.get("redact") or {}
+    quality = build.get("quality") or {}
+    lines = ["## Personal data and quality filtering", ""]
+    if redact.get("enabled", True):
+        lines += [
+            "Personal data was replaced by typed placeholders before deduplication: `<PHONE>` (Chinese "
+            "mobile, landline and 400/800 numbers; US and UK formats), `<ID_NUMBER>` (18-digit resident ID "
+            "numbers whose ISO 7064 check digit and birth date are valid, 15-digit legacy ones with a valid "
+            "birth date, and any ID, passport, social-security or insurance number after its cue word), "
+            "`<EMAIL>`, `<URL>` (including bare domains), `<IP>`, `<RECORD_NO>` (住院号, 门诊号, 病案号, 床号, "
+            "MRN and similar after their cue word), `<SOCIAL_ID>` (WeChat, QQ, Weibo and similar ids after "
+            "their cue word) and `<NAME>` (only high-precision contexts: a name with 医生/大夫/主任 in a "
+            "signature or contact line, after 姓名/接诊医生 and similar cues, 患者 + name + sex/age in a record "
+            "header, \"Dr. Name\"). Every text field is rewritten, `meta` included. Clinical numbers (doses, "
+            "lab values, blood pressure, dates, ages, ICD codes, drug approval numbers) and lab specimen numbers "
+            "after 标本号/样本号/条码 are kept. Names outside those contexts are **not** removed: this is "
+            "pattern-based redaction, not a guarantee of anonymity.",
+            "",
+        ]
+    else:
+        lines += ["Personal-data redaction was **switched off** for this build.", ""]
+    if quality.get("enabled", True):
+        lines += [
+            "Rows were dropped, each under one reason: `mojibake` (mojibake or U+FFFD share above "
+            f"{quality.get('max_mojibake_ratio')}), `char_repetition` (above {quality.get('max_char_repetition')}), "
+            f"`line_repetition` (above {quality.get('max_line_repetition')}), `short_answer` (fewer than "
+            f"{quality.get('min_answer_chars')} characters), `filler_answer` (only 同上/谢谢/不知道...), "
+            f"`advertising` (more than {quality.get('max_ad_hits')} advertising or contact cues) and `echo` "
+            "(the answer repeats the question). Sources may override these thresholds.",
+            "",
+        ]
+    else:
+        lines += ["Quality filtering was **switched off** for this build.", ""]
+    rows = []
+    for sid, entry in sorted(included.items()):
+        counts = entry.get("counts") or {}
+        redacted = counts.get("redacted") or {}
+        dropped = counts.get("low_quality_by_reason") or {}
+        if redacted or dropped:
+            rows.append(f"| `{sid}` | {', '.join(f'{k} {v:,}' for k, v in sorted(redacted.items())) or '—'} "
+                        f"| {', '.join(f'{k} {v:,}' for k, v in sorted(dropped.items())) or '—'} |")
+    if rows:
+        lines += ["| source | placeholders inserted | rows dropped (by reason) |", "|---|---|---|", *rows, ""]
+    else:
+        lines += ["No source had personal data replaced or rows dropped by the quality filter.", ""]
     return "\n".join(lines)
 
 

@@ -95,6 +95,44 @@ class LangIdConfig(_Strict):
     langs: tuple[str, ...] = ("zh", "en")
 
 
+class RedactConfig(_Strict):
+    """Personal data replaced by typed placeholders (docs/PRIVACY.md)."""
+
+    enabled: bool = True
+    names: bool = True                              # the high-precision name rules (signature, record header)
+
+
+class QualityThresholds(_Strict):
+    """Per-source overrides of `build.quality` (a source's `quality:`); unset keys take the default."""
+
+    max_mojibake_ratio: float | None = Field(None, ge=0, le=1)
+    max_char_repetition: float | None = Field(None, gt=0, le=1)
+    max_line_repetition: float | None = Field(None, gt=0, le=1)
+    min_answer_chars: int | None = Field(None, ge=0)
+    max_ad_hits: int | None = Field(None, ge=0)
+    drop_filler: bool | None = None
+    drop_echo: bool | None = None
+
+
+class QualityConfig(_Strict):
+    """Rows dropped by the quality stage, each under a named reason (docs/PRIVACY.md, "quality")."""
+
+    enabled: bool = True
+    max_mojibake_ratio: float = Field(0.01, ge=0, le=1)   # mojibake / U+FFFD characters per character
+    max_char_repetition: float = Field(0.5, gt=0, le=1)   # share of characters repeating the one 1-10 before
+    max_line_repetition: float = Field(0.6, gt=0, le=1)   # share of non-empty lines repeating an earlier line
+    min_answer_chars: int = Field(1, ge=0)                # answer characters after removing punctuation/placeholders
+    max_ad_hits: int = Field(2, ge=0)                     # advertising / contact cues an answer may hold
+    drop_filler: bool = True                              # answers that only say 同上/谢谢/不知道...
+    drop_echo: bool = True                                # SFT/reward answers that repeat the question
+    report_samples: int = Field(20, ge=0)                 # dropped rows per reason in the drops report
+
+    def for_source(self, override: QualityThresholds | None) -> QualityConfig:
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_none=True))
+
+
 class PersonaConfig(_Strict):
     name: str | None = None
     author: str | None = None
@@ -108,6 +146,8 @@ class BuildConfig(_Strict):
     decontam: DecontamConfig = DecontamConfig()
     langid: LangIdConfig = LangIdConfig()
     persona: PersonaConfig = PersonaConfig()
+    redact: RedactConfig = RedactConfig()
+    quality: QualityConfig = QualityConfig()
 
     @field_validator("shard_max_bytes", mode="before")
     @classmethod
@@ -149,6 +189,7 @@ class Source(_Strict):
     license_terms: tuple[LicenseTerm, ...] = ()
     license_source: str | None = None   # where `license` was read: Hub tag, LICENSE file, README sentence
     priority: int = 50
+    quality: QualityThresholds | None = None   # overrides of build.quality for this source
     enabled: bool = True
     disabled_reason: str | None = None
     citation: str | None = None
@@ -213,7 +254,8 @@ class Source(_Strict):
 
     def entry_hash(self) -> str:
         """Hash of the catalogue entry: part of the conversion cache key."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        # `quality` thresholds act on the stages, not on conversion: left out so they never re-convert
+        blob = json.dumps(self.model_dump(mode="json", exclude={"quality"}), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

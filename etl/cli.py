@@ -167,6 +167,8 @@ def add_build_args(parser: argparse.ArgumentParser) -> None:
                         help="leave out training sources with any of these licence categories")
     parser.add_argument("--explain-dups", type=int, default=0, metavar="N",
                         help="after the build, show N sample duplicate clusters per task and stage")
+    parser.add_argument("--explain-drops", type=int, default=0, metavar="N",
+                        help="after the build, show N sample rows per reason that the quality stage dropped")
     parser.add_argument("--keep-going", action="store_true",
                         help="when sources fail, still replace the previous output with the partial result "
                              f"(without it, the result is left in OUT/{FAILED_BUILD}/); the exit code is 1 either way")
@@ -205,6 +207,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     print_summary(result)
     if args.explain_dups and result.left_in is None:
         explain_dups(options.out, args.explain_dups)
+    if args.explain_drops and result.left_in is None:
+        explain_drops(options.out, args.explain_drops)
     failed = result.failed
     if failed:
         names = ", ".join(o.source.id for o in failed)
@@ -276,10 +280,29 @@ def explain_dups(out: Path, n: int) -> None:
             print()
 
 
+def explain_drops(out: Path, n: int) -> None:
+    """Print up to N sample rows per reason from the drop reports (stats/reports/<task>/drops-*.jsonl)."""
+    for report in sorted(out.glob("stats/reports/*/drops-*.jsonl")):
+        shown: dict[str, int] = {}
+        with open(report, encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle]
+        if not rows:
+            continue
+        print(f"== {report.parent.name}: {report.stem.removeprefix('drops-')} ==")
+        for row in rows:
+            if shown.get(row["reason"], 0) >= n:
+                continue
+            shown[row["reason"]] = shown.get(row["reason"], 0) + 1
+            text = " ".join(row["text"].split())[:120]
+            print(f"  {row['reason']}: {row['id']}: {text}")
+        print()
+
+
 def print_summary(result: BuildResult) -> None:
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
     table = Table("source", "task", "status", "converted from", "read", "converted", "rejected (by reason)", "filtered",
-                  "eval", "exact dup", "near dup", "decontam.", "written", title="build summary")
+                  "eval", "redacted", "low quality", "exact dup", "near dup", "decontam.", "written",
+                  title="build summary")
     for outcome in result.outcomes:
         counts = result.manifest["sources"][outcome.source.id]["counts"]
         reasons = ", ".join(f"{k} {v}" for k, v in counts.get("rejected_by_reason", {}).items())
@@ -288,8 +311,9 @@ def print_summary(result: BuildResult) -> None:
         origin = "" if outcome.converted is None else ("cache" if outcome.converted.from_cache else "files")
         table.add_row(outcome.source.id, outcome.source.task, status, origin,
                       *(str(counts.get(k, 0)) for k in ("read", "converted")), rejected,
-                      *(str(counts.get(k, 0)) for k in ("filtered", "eval_rows", "exact_dup", "near_dup",
-                                                          "decontaminated", "written")))
+                      *(str(counts.get(k, 0)) for k in ("filtered", "eval_rows")),
+                      str(sum(counts.get("redacted", {}).values())), str(counts.get("low_quality", 0)),
+                      *(str(counts.get(k, 0)) for k in ("exact_dup", "near_dup", "decontaminated", "written")))
     console.print(table)
     for outcome in result.outcomes:  # a wrong-shape file is one catalogue mistake: one line, not N rejects
         files = result.manifest["sources"][outcome.source.id]["counts"].get("schema_mismatch_files", {})

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl.faults import checkpoint
-from etl.stages.base import Scan, Stage, StageContext, check_chain
+from etl.stages.base import DROP, Scan, Stage, StageContext, Tally, check_chain, settle
 
 BATCH_ROWS = 10_000
 
@@ -51,6 +51,9 @@ class TaskRun:
         self.scan_eval, self.workers = scan_eval, workers
         self.on_stage = on_stage or (lambda name: None)
         self.removed: dict[str, Counter[str]] = {s.name: Counter() for s in stages}
+        # a stage's own counters (base.settle): stage -> source -> key -> n; and sample dropped rows
+        self.counts: dict[str, dict[str, Counter[str]]] = {s.name: {} for s in stages}
+        self.dropped: dict[str, list[pa.RecordBatch]] = {s.name: [] for s in stages}
 
     def run(self, source: Callable[[list[str] | None], Iterator[pa.RecordBatch]],
             columns: set[str]) -> Iterator[pa.RecordBatch]:
@@ -75,11 +78,27 @@ class TaskRun:
         for batch in source(None):
             before = _by_source(batch)
             for stage in segment:
-                batch = stage.apply(batch)
+                batch, tally = settle(stage.apply(batch))
+                self._merge(stage, tally)
                 after = _by_source(batch)  # a stage's output counts are the next stage's input counts
                 self.removed[stage.name].update({k: n - after[k] for k, n in before.items() if n > after[k]})
                 before = after
             yield batch
+
+    def _merge(self, stage: Stage, tally: Tally) -> None:
+        """Add one batch's stage counters; keep the first `stage.drop_samples` dropped rows per reason."""
+        for source, counts in tally.counts.items():
+            self.counts[stage.name].setdefault(source, Counter()).update(counts)
+        if tally.dropped is None or not stage.drop_samples:
+            return
+        kept: Counter[str] = Counter()
+        for sample in self.dropped[stage.name]:
+            kept.update(sample.column(DROP).to_pylist())
+        for reason in sorted(set(tally.dropped.column(DROP).to_pylist())):
+            room = stage.drop_samples - kept[reason]
+            if room > 0:
+                rows = tally.dropped.filter(pc.equal(tally.dropped.column(DROP), reason))
+                self.dropped[stage.name].append(rows.slice(0, room))
 
     def _materialise(self, source: Callable[[list[str] | None], Iterator[pa.RecordBatch]],
                      segment: list[Stage], index: int) -> Callable[[list[str] | None], Iterator[pa.RecordBatch]]:

@@ -445,7 +445,8 @@ def test_empty_pretraining_lines_are_filtered_not_lost(tmp_path):
 
 def test_extremely_long_answer_is_kept_whole(tmp_path):
     """A 5 MB answer (1.75 M characters) on line 2 is accepted and written whole, not cut and not dropped."""
-    big = "很" * (1750 * 1024)
+    # distinct characters: a wall of one character would be dropped by the quality stage (char_repetition)
+    big = "".join(chr(0x4E00 + i % 20_000) for i in range(1750 * 1024))
     run = one(tmp_path, "d.jsonl", jsonl(QR[0], {"query": "长回答", "response": big}, QR[1]))
     assert_counts(run, read=3, converted=3, rejected={})
     rows = run.rows("sft", BAD)

@@ -7,6 +7,13 @@ rows in and out per source for every stage, so a stage never needs its own bookk
 
 Columns starting with `_` are internal (`_row`: global ordinal in canonical order, `_priority`,
 `_key`, ...) and are never written to the output.
+
+A stage reports its own per-source counters through the batch it returns, so that they can be
+gathered wherever `apply` ran (another process, a Ray worker) and merged by summing:
+- `_drop` (string): a row with a reason here is removed right after the stage and counted under
+  that reason (`settle`); null keeps the row;
+- `_n_<key>` (integer): a per-row count (e.g. `_n_PHONE`: phone numbers replaced in this row),
+  summed per source and removed right after the stage.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 
 Scan = Callable[[list[str]], Iterator[pa.RecordBatch]]
@@ -50,6 +58,8 @@ class Stage:
         """Stage-level figures for the manifest (parameters, totals); per-source counts are automatic."""
         return {}
 
+    drop_samples: int = 0                 # dropped rows per reason the executor keeps for the report
+
     def removed_reason(self) -> str:
         """The manifest counter that rows this stage drops are counted under."""
         return self.name
@@ -63,3 +73,47 @@ def check_chain(stages: list[Stage], available: set[str]) -> None:
         if missing:
             raise ValueError(f"stage {stage.name!r} reads {missing}, which no earlier step writes")
         columns.update(stage.writes)
+
+
+DROP = "_drop"
+COUNT_PREFIX = "_n_"
+
+
+@dataclass
+class Tally:
+    """What `settle` took out of one batch: counts per source by key, and the dropped rows."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    dropped: pa.RecordBatch | None = None
+
+
+def settle(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Tally]:
+    """Take a stage's report columns (`_drop`, `_n_*`) out of its output batch: sums per source,
+    the rows marked for dropping removed (and returned in the tally, reason in `_drop`)."""
+    names = batch.schema.names
+    counted = [n for n in names if n.startswith(COUNT_PREFIX)]
+    tally = Tally()
+    if not counted and DROP not in names:
+        return batch, tally
+    frame = pl.from_arrow(pa.Table.from_batches([batch.select(["source", *counted, *([DROP] if DROP in names else [])])]))
+    assert isinstance(frame, pl.DataFrame)
+    parts = []
+    if counted:
+        sums = frame.group_by("source").agg([pl.col(c).sum() for c in counted])
+        parts.append(sums.unpivot(index="source", variable_name="key", value_name="n")
+                     .with_columns(pl.col("key").str.slice(len(COUNT_PREFIX))))
+    if DROP in names:
+        parts.append(frame.filter(pl.col(DROP).is_not_null()).group_by("source", DROP).len()
+                     .select("source", pl.col(DROP).alias("key"), pl.col("len").alias("n")))
+    for part in parts:
+        for source, key, n in part.filter(pl.col("n") > 0).sort("source", "key").iter_rows():
+            per_source = tally.counts.setdefault(source, {})
+            per_source[key] = per_source.get(key, 0) + int(n)
+    batch = batch.drop_columns(counted)
+    if DROP in names:
+        marked = batch.column(DROP)
+        if marked.null_count < batch.num_rows:
+            tally.dropped = batch.filter(marked.is_valid())
+            batch = batch.filter(marked.is_null())
+        batch = batch.drop_columns([DROP])
+    return batch, tally

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import polars as pl
 import pyarrow as pa
 
 SEPARATOR = "\n"
@@ -53,3 +54,23 @@ def dialogue_texts(batch: pa.RecordBatch | pa.Table, task: str) -> list[str]:
         return [SEPARATOR.join([*(t["content"] for t in p if t["role"] != "system"), c])
                 for p, c in zip(prompts, chosen, strict=True)]
     raise ValueError(f"unknown task {task!r}")
+
+
+def column_text(column: pa.Array | pa.ChunkedArray, role: str | None = None) -> pl.Series:
+    """One string per row, in polars: a string column as it is; a list of turns (list<struct<...,
+    content, ...>>) as its contents joined by SEPARATOR, only the turns of `role` when given."""
+    series = pl.Series(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+    if series.dtype == pl.String:
+        return series.fill_null("")
+    content = pl.element().struct.field("content")
+    picked = content if role is None else content.filter(pl.element().struct.field("role") == role)
+    return series.list.eval(picked).list.join(SEPARATOR).fill_null("")
+
+
+def whole_texts(batch: pa.RecordBatch | pa.Table, task: str) -> pl.Series:
+    """row_texts vectorised, for either shape of reward `chosen`/`rejected` (string or turns)."""
+    parts = [column_text(batch.column(name)) for name in text_columns(task)]
+    if len(parts) == 1:
+        return parts[0]
+    frame = pl.DataFrame({str(i): part for i, part in enumerate(parts)})
+    return frame.select(pl.concat_str(pl.all(), separator=SEPARATOR)).to_series()
