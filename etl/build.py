@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from etl import __version__
 from etl.catalog import TASKS, Catalog, Source
-from etl.conversion import Converted, convert_source
+from etl.conversion import Converted, convert_source, convert_unit, merge_units, plan_units
 from etl.executor import TaskRun, scan_parquet
 from etl.faults import checkpoint
 from etl.fetch.base import FetchedSource, FetchError
@@ -189,13 +189,16 @@ def fetch_and_convert(catalog: Catalog, outcomes: list[SourceOutcome], options: 
             outcome.fetched = result
     todo = [o for o in outcomes if o.status == "ok"]
     reporter.phase("convert", len(todo))
-    if options.workers > 1 and len(todo) > 1:
+    # large sources in several work units, so that one big source does not keep one worker busy
+    plans = [(o, plan_units(o.source, o.fetched, work_dir, options.workers)) for o in todo]
+    if options.workers > 1 and sum(len(units) for _, units in plans) > 1:
         # spawn, not fork: forked workers deadlock once the parent has used polars (MEASURED.md)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=options.workers, mp_context=context) as pool:
-            futures = [pool.submit(convert_source, o.source, o.fetched, work_dir) for o in todo]
-            for outcome, future in zip(todo, futures, strict=True):
-                _settle(outcome, future.result, reporter, work_dir)
+            futures = [(o, [pool.submit(convert_unit, unit) for unit in units]) for o, units in plans]
+            for outcome, unit_futures in futures:
+                _settle(outcome, lambda o=outcome, fs=unit_futures: merge_units(
+                    o.source, o.fetched, work_dir, (f.result() for f in fs)), reporter, work_dir)
     else:
         for outcome in todo:
             _settle(outcome, lambda o=outcome: convert_source(o.source, o.fetched, work_dir), reporter, work_dir)

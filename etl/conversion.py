@@ -190,6 +190,8 @@ class _Conversion:
         self.counts = SourceCounts()
         self.builder = RowBuilder(source, log=units)
         self._split_problems: dict[str, str | None] = {}
+        self._file_splits: dict[str, str] = {}
+        self._eval_splits: set[str] = set()  # the splits seen so far that are eval splits
 
     def run(self, items: Iterator[RawRecord | ReadError]) -> dict[str, Any]:
         try:
@@ -275,6 +277,12 @@ class _Conversion:
             counts.filtered_by_reason["no_rows"] += 1
         return good
 
+    def _split(self, file: str) -> str:
+        split = self._file_splits.get(file)
+        if split is None:
+            split = self._file_splits[file] = self.source.split_of(file.split("!")[0])
+        return split
+
     def _constants_ok(self, split: str, shaped: Shaped, position: int) -> bool:
         if split not in self._split_problems:
             if self.source.task == "sft":
@@ -285,6 +293,8 @@ class _Conversion:
             else:
                 sample = {"text": shaped.texts[position]}
             self._split_problems[split] = constants_problem(self.source, self.source.task, split, sample)
+            if self.source.is_eval_split(split):
+                self._eval_splits.add(split)
         return self._split_problems[split] is None
 
     def many(self, items: list[RawRecord | ReadError]) -> None:
@@ -312,7 +322,7 @@ class _Conversion:
             record_index += 1
             if shaped.ok[index]:
                 position += 1
-            split = source.split_of(item.file.split("!")[0]) if checked.ok[index] else ""
+            split = self._split(item.file) if checked.ok[index] else ""
             native = shaped.natives[position] if checked.ok[index] else None
             if (not checked.ok[index] or not self._constants_ok(split, shaped, position)
                     or (native is not None and builder.has_native(native))):
@@ -324,7 +334,7 @@ class _Conversion:
             hashes.append(len(builder.hash_log or ()) - 1 if native is None and self.units else None)
             keep[position] = True
             splits.append(split)
-            evaluated = source.is_eval_split(split)
+            evaluated = split in self._eval_splits
             to_eval.append(evaluated)
             counts.converted += 1
             if evaluated:
@@ -512,16 +522,16 @@ def plan_units(source: Source, fetched: FetchedSource, work_dir: Path, workers: 
         return whole
     units: list[Unit] = []
     for file, size in zip(files, sizes, strict=True):
+        ranges: list[tuple[int, int, int]] = []
         layout = None
-        if size > unit_bytes:
-            try:
-                layout = _range_layout(file, source, reader_name)
-            except OSError:
-                layout = None
-        if layout is None:
+        try:
+            layout = _range_layout(file, source, reader_name) if size > unit_bytes else None
+            ranges = _line_ranges(file.path, size, unit_bytes) if layout else []
+        except OSError:
+            ranges = []  # the file's unit reports it
+        if not ranges:
             units.append(Unit(source, fetched, work_dir, key, len(units), file))
-            continue
-        for start, end, line in _line_ranges(file.path, size, unit_bytes):
+        for start, end, line in ranges:
             units.append(Unit(source, fetched, work_dir, key, len(units), file, start, end, line,
                               None if layout == "text" else layout))
     return units if len(units) > 1 else whole

@@ -195,7 +195,8 @@ class _Batch:
 
     def _common(self, record: dict[str, Any]) -> None:
         self.shaped.natives.append(native_of(record, self.id_key))
-        self.shaped.metas.append(meta_json({k: v for k, v in record.items() if k not in self.used}))
+        used = self.used
+        self.shaped.metas.append("{}" if record.keys() <= used else meta_json({k: v for k, v in record.items() if k not in used}))
 
 
 def _field(source: Source, name: str, default: str | None = None) -> str:
