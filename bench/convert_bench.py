@@ -96,19 +96,19 @@ def _per_source(sources: list[tuple[Source, FetchedSource]], work: Path, columna
     return time.perf_counter() - start, digests
 
 
-def _phase(sources: list[tuple[Source, FetchedSource]], work: Path, workers: int,
+def _phase(sources: list[tuple[Source, FetchedSource]], work: Path, workers: int, columnar: bool,
            units: bool) -> tuple[float, dict[str, str]]:
-    """The conversion phase as the build runs it: today's one per-record task per source, or work
-    units (column-wise) mapped over the pool and merged per source (etl/build.py fetch_and_convert)."""
+    """The conversion phase on a pool: one task per source (today's build), or work units mapped over
+    the pool and merged per source, as etl/build.py fetch_and_convert runs them."""
     context = multiprocessing.get_context("spawn")
     start = time.perf_counter()
     digests = {}
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         if not units:
-            futures = {s.id: pool.submit(convert_source, s, f, work, False) for s, f in sources}
+            futures = {s.id: pool.submit(convert_source, s, f, work, columnar) for s, f in sources}
             digests = {sid: _digest(fut.result().folder) for sid, fut in futures.items()}
         else:
-            submitted = [(s, f, [pool.submit(convert_unit, u) for u in plan_units(s, f, work, workers)])
+            submitted = [(s, f, [pool.submit(convert_unit, u, columnar) for u in plan_units(s, f, work, workers)])
                          for s, f in sources]
             for source, fetched, futs in submitted:
                 merged = merge_units(source, fetched, work, (fut.result() for fut in futs))
@@ -116,27 +116,34 @@ def _phase(sources: list[tuple[Source, FetchedSource]], work: Path, workers: int
     return time.perf_counter() - start, digests
 
 
+PHASES = (  # label, column-wise, work units
+    ("per record, one task per source (today, baseline)", False, False),
+    ("column-wise, one task per source", True, False),
+    ("column-wise, balanced work units", True, True),
+)
+
+
 def run(records: int, workers: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="medcorpus-convert-bench-") as tmp:
         root = Path(tmp)
         sources = generate(root / "mirror", records)
-        counts = sum(int(records * share) for *_, share in SHAPES)
-        result: dict[str, Any] = {"records": counts, "workers": workers,
-                                  "input_mb": sum(f.files[0].size for _, f in sources) / 1e6}
-        timings = {}
+        result: dict[str, Any] = {"records": sum(int(records * share) for *_, share in SHAPES), "workers": workers,
+                                  "input_mb": sum(f.files[0].size for _, f in sources) / 1e6,
+                                  "largest_units": len(plan_units(*sources[0], root / "plan", workers))}
+        digests = []
         for label, columnar in (("per_record", False), ("columnar", True)):
             work = root / f"work-{label}"
-            timings[label] = _per_source(sources, work, columnar)
+            result[f"{label}_s"], digest = _per_source(sources, work, columnar)
+            digests.append(digest)
             shutil.rmtree(work)
-        result["per_record_s"], result["columnar_s"] = timings["per_record"][0], timings["columnar"][0]
-        result["paths_identical"] = timings["per_record"][1] == timings["columnar"][1]
-        phases = {}
-        for label, units in (("by_source", False), ("units", True)):
-            work = root / f"work-{label}"
-            phases[label] = _phase(sources, work, workers, units)
+        result["phases"] = []
+        for index, (label, columnar, units) in enumerate(PHASES):
+            work = root / f"phase-{index}"
+            seconds, digest = _phase(sources, work, workers, columnar, units)
+            result["phases"].append((label, seconds))
+            digests.append(digest)
             shutil.rmtree(work)
-        result["by_source_s"], result["units_s"] = phases["by_source"][0], phases["units"][0]
-        result["units_identical"] = phases["by_source"][1] == phases["units"][1] == timings["per_record"][1]
+        result["identical"] = all(d == digests[0] for d in digests)
         return result
 
 
@@ -146,29 +153,43 @@ def report(result: dict[str, Any]) -> str:
     def line(label: str, seconds: float, base: float) -> str:
         return f"| {label} | {seconds:.1f} s | {n / seconds / 1e3:.1f}k | {base / seconds:.2f}× |"
 
+    first = result["phases"][0][1]
     return "\n".join([
-        f"{n:,} records ({result['input_mb']:.0f} MB JSONL/text, five sources, one holds 55%), "
-        f"{result['workers']} workers for the phase.",
+        f"{n:,} records ({result['input_mb']:.0f} MB of JSONL and text; five sources in the generic formats "
+        f"alpaca, query_response, sharegpt, messages, text; alpaca holds 55% and is cut into "
+        f"{result['largest_units']} units); the phase runs on {result['workers']} workers.",
         "",
         "| conversion | wall | records/s | vs baseline |",
         "|---|---|---|---|",
-        line("one process, per record (baseline)", result["per_record_s"], result["per_record_s"]),
-        line("one process, column-wise", result["columnar_s"], result["per_record_s"]),
-        line(f"phase, {result['workers']} workers: per record, one task per source (baseline)",
-             result["by_source_s"], result["by_source_s"]),
-        line(f"phase, {result['workers']} workers: column-wise, balanced work units", result["units_s"], result["by_source_s"]),
+        line("one process: per record (baseline)", result["per_record_s"], result["per_record_s"]),
+        line("one process: column-wise", result["columnar_s"], result["per_record_s"]),
+        *(line(f"phase on {result['workers']} workers: {label}", seconds, first) for label, seconds in result["phases"]),
         "",
-        f"Output identical per record vs column-wise: {result['paths_identical']}; "
-        f"units vs whole sources: {result['units_identical']} (sha256 of rows/eval/rejects Parquet and counts.json).",
+        f"Every variant wrote the same bytes (sha256 of rows/eval/rejects Parquet and counts.json): {result['identical']}.",
     ])
+
+
+def write_section(path: Path, records: int = 300_000, workers: int = 2) -> None:
+    """Run the benchmark and put its table into `path` (bench/RESULTS.md) as the `## Conversion` section."""
+    body = report(run(records, workers))
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    head, _, rest = text.partition("\n## Conversion\n")
+    tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
+    notes = rest[:rest.find("\n## ")] if tail else rest
+    kept = notes[notes.find("\n### Notes"):] if "\n### Notes" in notes else ""
+    path.write_text(f"{head.rstrip()}\n\n## Conversion\n\n{body}\n{kept}{tail}", encoding="utf-8")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=300_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="write the `## Conversion` section of this file (bench/RESULTS.md)")
     args = parser.parse_args()
-    print(report(run(args.records, args.workers)))
+    if args.out:
+        write_section(args.out, args.records, args.workers)
+    else:
+        print(report(run(args.records, args.workers)))
 
 
 if __name__ == "__main__":

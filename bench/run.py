@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench import convert_bench
 from bench.generate import generate
 from bench.langset import labelled_set
 from etl.catalog import DedupConfig, LangIdConfig, MinHashConfig
@@ -339,6 +340,7 @@ def main() -> None:
         agreement = run_opencc(traditional, report)
         langid = run_langid(report, langdetect_limit=5_000)
         write_results(Path(args.out), docs, base_n, config, ours, baseline, agreement, langid, report)
+        convert_bench.write_section(Path(args.out))  # the `## Conversion` section (bench/convert_bench.py)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
