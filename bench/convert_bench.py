@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import multiprocessing
+import os
 import random
 import shutil
 import tempfile
@@ -144,6 +145,7 @@ def run(records: int, workers: int) -> dict[str, Any]:
             digests.append(digest)
             shutil.rmtree(work)
         result["identical"] = all(d == digests[0] for d in digests)
+        result["load"] = os.getloadavg()[1]
         return result
 
 
@@ -165,7 +167,8 @@ def report(result: dict[str, Any]) -> str:
         line("one process: column-wise", result["columnar_s"], result["per_record_s"]),
         *(line(f"phase on {result['workers']} workers: {label}", seconds, first) for label, seconds in result["phases"]),
         "",
-        f"Every variant wrote the same bytes (sha256 of rows/eval/rejects Parquet and counts.json): {result['identical']}.",
+        f"Every variant wrote the same bytes (sha256 of rows/eval/rejects Parquet and counts.json): {result['identical']}. "
+        f"Machine load (5-minute average) at the end: {result['load']:.1f} on {os.cpu_count()} cores.",
     ])
 
 

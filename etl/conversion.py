@@ -654,7 +654,8 @@ def merge_units(source: Source, fetched: FetchedSource, work_dir: Path, results:
                         index = table.column("_hash")
                         ids = pc.if_else(pc.is_valid(index), new_ids.take(pc.fill_null(index, 0)) if len(new_ids) else table.column("id"),
                                          table.column("id"))
-                        table = table.set_column(0, "id", ids).drop_columns(["_hash"]).cast(schema)
+                        table = table.set_column(table.schema.get_field_index("id"), "id", ids)
+                        table = table.drop_columns(["_hash"]).cast(schema)
                     writer.add_table(table)
         for writer in writers.values():
             writer.close()
