@@ -5,6 +5,20 @@ to its final name (`<work>/convert/<source>/<key>/`) only when complete, so a ki
 leaves a half-converted source that a later run could mistake for a finished one. The key covers
 everything the output depends on (tool version, catalogue entry, converter version, file checksums),
 so an unchanged source is never converted twice.
+
+Two ways through a source give the same bytes. Records go through the converter one by one, or, for
+the generic converters that have a column-wise twin (etl/convert/generic.py), a batch at a time: the
+twin shapes the batch into flat columns, etl/batchrows.py checks and hashes them with Arrow kernels,
+and only the records the twin cannot take (anything unusual, every would-be reject) go through the
+converter one by one, in their place. Rows are written in row groups of exactly BATCH_ROWS rows, so
+the Parquet bytes depend on the rows alone.
+
+A large source is converted in work units (`plan_units` → `convert_unit` anywhere → `merge_units`):
+one per file, a large JSON Lines or text file cut into byte ranges at line boundaries. Each unit
+writes into its own temporary folder with a log of the content hashes and native ids it numbered;
+the merge concatenates the units in order, renumbers the ids as one pass would have (`-2` suffixes
+run across units), sums the counts and commits like `convert_source`. A native id claimed by two
+units would need a `duplicate_id` reject with the record's text, so that source is converted whole.
 """
 
 from __future__ import annotations
