@@ -519,10 +519,11 @@ def _range_layout(file: SourceFile, source: Source, reader_name: str) -> str | N
 
 
 def plan_units(source: Source, fetched: FetchedSource, work_dir: Path, workers: int = 1,
-               unit_bytes: int = UNIT_BYTES) -> list[Unit]:
+               unit_bytes: int | None = None) -> list[Unit]:
     """The units to convert `source` in: none when its conversion is cached, the whole source when it
     is small, read by a custom reader or there is one worker; else one per file, a large JSON Lines or
     text file cut into byte ranges. Never raises for a bad file: that file's unit reports it."""
+    unit_bytes = unit_bytes or UNIT_BYTES
     key = conversion_key(source, fetched)
     final = work_dir / "convert" / source.id / key
     if _cached(source, key, final) is not None:

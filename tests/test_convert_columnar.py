@@ -13,13 +13,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from etl import conversion
 from etl.batchrows import VISIBLE_RE2, visible
 from etl.catalog import Source, load_catalog
+from etl.cli import main
 from etl.conversion import Converted, convert_source, convert_unit, merge_units, plan_units
 from etl.convert.base import registry
 from etl.fetch.base import FetchedFile, FetchedSource, sha256_file
 from etl.fetch.mirror import MirrorFetcher
 from etl.rows import canonical_json, has_content
+from tests.helpers_build import CATALOG, make_mirror
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_ROOTS = (ROOT / "examples" / "mirror", ROOT / "tests" / "fixtures", ROOT / "tests" / "fixtures" / "handmade")
@@ -254,3 +257,22 @@ def test_small_sources_and_one_worker_stay_one_unit(tmp_path: Path) -> None:
     assert len(units) > 1
     converted = merge_units(source, fetched, tmp_path / "w", [convert_unit(u) for u in units])
     assert converted.counts["rows"] == 50
+
+
+def test_a_two_worker_build_in_units_writes_the_bytes_of_a_one_worker_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mirror = make_mirror(tmp_path)
+    (tmp_path / "sources.yaml").write_text(CATALOG, encoding="utf-8")
+    monkeypatch.setattr(conversion, "UNIT_BYTES", 4_000)  # plan_units runs in the build's process
+    catalog = load_catalog(tmp_path / "sources.yaml", known_formats=set(registry()))
+    source = catalog.get("shennong_tcm")
+    units = plan_units(source, MirrorFetcher(mirror).fetch(source), tmp_path / "plan", workers=2)
+    assert len(units) > 2 and units[1].start > 0 and units[1].first_line > 1
+    manifests = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"out-{workers}"
+        args = ["build", "--catalog", str(tmp_path / "sources.yaml"), "--mirror", str(mirror), "--out", str(out)]
+        assert main([*args, "--workers", workers]) == 0
+        manifests.append(json.loads((out / "manifest.json").read_text(encoding="utf-8")))
+    assert [s["sha256"] for s in manifests[0]["shards"]] == [s["sha256"] for s in manifests[1]["shards"]]
+    assert manifests[0]["sources"] == manifests[1]["sources"]
+    assert manifests[0]["totals"] == manifests[1]["totals"] and sum(s["rows"] for s in manifests[0]["shards"]) > 100
