@@ -121,8 +121,6 @@ def content_hash(payload: dict[str, Any]) -> str:
     return hash_text(canonical_json(payload))
 
 
-
-
 class RowBuilder:
     """Turns converter rows of one source into output rows, keeping ids unique within the source.
 
