@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench import redact_quality
+from bench import convert_bench, redact_quality
 from bench.generate import generate
 from bench.langset import labelled_set
 from etl.catalog import DedupConfig, LangIdConfig, MinHashConfig
@@ -341,6 +341,7 @@ def main() -> None:
         langid = run_langid(report, langdetect_limit=5_000)
         write_results(Path(args.out), docs, base_n, config, ours, baseline, agreement, langid, report)
         redact_quality.main(["--out", args.out])      # its own section of the same file
+        convert_bench.write_section(Path(args.out))  # the `## Conversion` section (bench/convert_bench.py)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

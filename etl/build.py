@@ -17,7 +17,7 @@ import socket
 import traceback
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from etl import __version__
 from etl.catalog import TASKS, Catalog, Source
-from etl.conversion import Converted, convert_source
+from etl.conversion import Converted, Unit, UnitResult, convert_source, convert_unit, merge_units, plan_units
 from etl.executor import TaskRun, scan_parquet
 from etl.faults import checkpoint
 from etl.fetch.base import FetchedSource, FetchError
@@ -361,6 +361,25 @@ def convert_guarded(source: Source, fetched: FetchedSource, work_dir: Path) -> C
         return WorkerFailure.of(exc, traceback.format_exc())
 
 
+def convert_unit_guarded(unit: Unit) -> UnitResult | WorkerFailure:
+    """`convert_unit` that returns any exception as a WorkerFailure instead of raising it."""
+    try:
+        return convert_unit(unit)
+    except Exception as exc:  # noqa: BLE001 - one source's failure is that source's, whatever it is
+        return WorkerFailure.of(exc, traceback.format_exc())
+
+
+def merge_guarded(outcome: SourceOutcome, results: list[Any], work_dir: Path) -> Converted | WorkerFailure:
+    """The source's converted result from its units' results, or the first failure among them."""
+    for result in results:
+        if isinstance(result, WorkerFailure):
+            return result
+    try:
+        return merge_units(outcome.source, outcome.fetched, work_dir, results)
+    except Exception as exc:  # noqa: BLE001 - as convert_guarded
+        return WorkerFailure.of(exc, traceback.format_exc())
+
+
 def _bytes(outcome: SourceOutcome) -> int:
     return sum(f.size for f in outcome.fetched.files) if outcome.fetched else 0
 
@@ -370,19 +389,22 @@ def fetch_and_convert(catalog: Catalog, outcomes: list[SourceOutcome], options: 
     fetch_all(catalog, outcomes, options, reporter, previous)
     todo = [o for o in outcomes if o.status == "ok"]
     reporter.phase("convert", sum(_bytes(o) for o in todo), unit="bytes", items=len(todo))
-    if options.workers > 1 and len(todo) > 1:
+    # large sources in several work units, so that one big source does not keep one worker busy
+    plans = [(o, plan_units(o.source, o.fetched, work_dir, options.workers)) for o in todo]
+    if options.workers > 1 and sum(len(units) for _, units in plans) > 1:
         # spawn, not fork: forked workers deadlock once the parent has used polars (MEASURED.md)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=options.workers, mp_context=context) as pool:
-            futures = {pool.submit(convert_guarded, o.source, o.fetched, work_dir): o for o in todo}
-            for future in as_completed(futures):
-                _settle(futures[future], _worker_result(future), reporter, work_dir)
+            futures = [(o, [pool.submit(convert_unit_guarded, unit) for unit in units]) for o, units in plans]
+            for outcome, unit_futures in futures:
+                results = [_worker_result(f) for f in unit_futures]
+                _settle(outcome, merge_guarded(outcome, results, work_dir), reporter, work_dir)
     else:
         for outcome in todo:
             _settle(outcome, convert_guarded(outcome.source, outcome.fetched, work_dir), reporter, work_dir)
 
 
-def _worker_result(future: Future[Converted | WorkerFailure]) -> Converted | WorkerFailure:
+def _worker_result(future: Future[Any]) -> Any:
     try:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - the worker died (BrokenProcessPool) or its result did not pickle

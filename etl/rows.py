@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from json.encoder import encode_basestring  # what json.dumps(ensure_ascii=False) quotes a string with
 from typing import Any
 
 from etl.catalog import Source
 from etl.convert.base import Reject, Row, Turn
+from etl.convert.fieldtools import meta_json
 from etl.schemas import schema_problem
 
 TASK_FIELDS = {"pretrain": ("text",), "sft": ("messages",), "reward": ("prompt", "chosen", "rejected")}
@@ -83,8 +85,31 @@ def task_payload(task: str, row: Row) -> dict[str, Any]:
     raise ValueError(f"unknown task {task!r}")
 
 
-def content_hash(payload: dict[str, Any]) -> str:
-    canonical = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def canonical_turns(turns: list[dict[str, str]]) -> str:
+    """`[{role, content}, ...]` as `json.dumps(..., ensure_ascii=False, sort_keys=True, separators=(",", ":"))`
+    writes it, without the general encoder's per-call cost."""
+    return "[" + ",".join('{"content":' + encode_basestring(t["content"]) + ',"role":' + encode_basestring(t["role"]) + "}"
+                          for t in turns) + "]"
+
+
+def canonical_json(payload: dict[str, Any]) -> str:
+    """The canonical JSON text of a task payload, the input of its content hash. The common payloads
+    (`{text}`, `{messages}`) take a direct route that yields the same text as the general encoder."""
+    if len(payload) == 1:
+        if type(payload.get("text")) is str:
+            return '{"text":' + encode_basestring(payload["text"]) + "}"
+        turns = payload.get("messages")
+        if type(turns) is list and all(type(t) is dict and len(t) == 2 and type(t.get("role")) is str
+                                       and type(t.get("content")) is str for t in turns):
+            return '{"messages":' + canonical_turns(turns) + "}"
+    return _CANONICAL.encode(payload)
+
+
+def hash_text(canonical: str) -> str:
+    """The 16-hex content hash of a canonical text; Reject `bad_encoding` when it is not storable UTF-8."""
     try:
         data = canonical.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate: not text that Parquet (UTF-8) can store
@@ -92,30 +117,51 @@ def content_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha1(data).hexdigest()[:16]
 
 
-class RowBuilder:
-    """Turns converter rows of one source into output rows, keeping ids unique within the source."""
+def content_hash(payload: dict[str, Any]) -> str:
+    return hash_text(canonical_json(payload))
 
-    def __init__(self, source: Source) -> None:
+
+class RowBuilder:
+    """Turns converter rows of one source into output rows, keeping ids unique within the source.
+
+    `log`: keep, in order, every content hash that numbered an id (`hash_log`) and every native id
+    that was claimed (`native_log`), so that the ids of a source converted in pieces can be renumbered
+    as one pass would have numbered them (etl/conversion.py, `merge_units`)."""
+
+    def __init__(self, source: Source, log: bool = False) -> None:
         self.source = source
         self._native_seen: set[str] = set()
         self._hash_seen: dict[str, int] = {}
+        self.hash_log: list[str] | None = [] if log else None
+        self.native_log: list[str] | None = [] if log else None
+
+    def has_native(self, native: str) -> bool:
+        return native in self._native_seen
+
+    def assign_id(self, digest: str, native: Any) -> str:
+        """The row's id from its native id or its content hash. Raises Reject `duplicate_id`."""
+        source = self.source
+        if native is not None:
+            native = str(native)
+            if native in self._native_seen:
+                raise Reject("duplicate_id", f"native id {native!r} already seen in this source")
+            self._native_seen.add(native)
+            if self.native_log is not None:
+                self.native_log.append(native)
+            return f"{source.id}/{native}"
+        # Identical content repeats inside sources (Toyhom ships 378 duplicate rows); ids stay
+        # unique by order of appearance, and dedup later collapses the copies.
+        count = self._hash_seen.get(digest, 0) + 1
+        self._hash_seen[digest] = count
+        if self.hash_log is not None:
+            self.hash_log.append(digest)
+        return f"{source.id}/{digest}" if count == 1 else f"{source.id}/{digest}-{count}"
 
     def build(self, row: Row, file_split: str) -> dict[str, Any]:
         source = self.source
         payload = task_payload(source.task, row)
         digest = content_hash(payload)  # also rejects text that cannot be stored as UTF-8
-        if row.native_id is not None:
-            native = str(row.native_id)
-            if native in self._native_seen:
-                raise Reject("duplicate_id", f"native id {native!r} already seen in this source")
-            self._native_seen.add(native)
-            row_id = f"{source.id}/{native}"
-        else:
-            # Identical content repeats inside sources (Toyhom ships 378 duplicate rows); ids stay
-            # unique by order of appearance, and dedup later collapses the copies.
-            count = self._hash_seen.get(digest, 0) + 1
-            self._hash_seen[digest] = count
-            row_id = f"{source.id}/{digest}" if count == 1 else f"{source.id}/{digest}-{count}"
+        row_id = self.assign_id(digest, row.native_id)
         split = row.split or file_split
         out = {
             "id": row_id,
@@ -126,7 +172,7 @@ class RowBuilder:
             "lang_score": 0.0,
             "license": source.license,
             "dup_count": 1,
-            "meta": json.dumps(row.meta, ensure_ascii=False, sort_keys=True, default=str),
+            "meta": meta_json(row.meta),
         }
         problem = schema_problem(source.task, out)
         if problem:

@@ -9,7 +9,7 @@ upstream data but deliberately not training material (counted by reason in the m
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from etl.catalog import Source, Task
@@ -91,6 +91,28 @@ class RecordContext:
 ConvertFn = Callable[[Any, RecordContext], Iterable[Row]]
 
 
+@dataclass
+class Shaped:
+    """What a generic converter's column function makes of a batch of records.
+
+    `ok[i]`: record i has the plain shape the columns describe; the others take the per-record path.
+    For the ok records, in order: sft `lengths` (turns per record) with flat `roles`/`contents`, or
+    pretrain `texts`; `natives` (upstream id or None) and `metas` (the `meta` column's JSON text)."""
+
+    ok: list[bool]
+    lengths: list[int] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
+    contents: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    natives: list[str | None] = field(default_factory=list)
+    metas: list[str] = field(default_factory=list)
+
+
+# A batch of records → their flat columns, for converters whose output is a pure function of the
+# record and the source's `fields:`/`options:` (see `columnwise`).
+ColumnFn = Callable[[list[Any], Source], Shaped]
+
+
 @dataclass(frozen=True)
 class Converter:
     name: str
@@ -99,6 +121,7 @@ class Converter:
     reader: str          # default reader name (see etl.read); a source's `reader:` overrides it
     version: int         # bump when output changes: part of the conversion cache key
     doc: str
+    columns: ColumnFn | None = None  # the column-wise twin of `fn`, when there is one
 
 
 _REGISTRY: dict[str, Converter] = {}
@@ -112,6 +135,18 @@ def converter(name: str, *, tasks: tuple[Task, ...], reader: str = "auto",
         if name in _REGISTRY:
             raise RuntimeError(f"converter {name!r} registered twice")
         _REGISTRY[name] = Converter(name, fn, tasks, reader, version, (fn.__doc__ or "").strip())
+        return fn
+
+    return register
+
+
+def columnwise(name: str) -> Callable[[ColumnFn], ColumnFn]:
+    """Register the column-wise twin of converter `name`: it shapes a batch of records into columns
+    and marks the records it cannot shape plainly, which then go through `fn` one by one. Its rows
+    must equal `fn`'s (tests/test_convert_columnar.py compares both on every catalogued fixture)."""
+
+    def register(fn: ColumnFn) -> ColumnFn:
+        _REGISTRY[name] = replace(_REGISTRY[name], columns=fn)
         return fn
 
     return register

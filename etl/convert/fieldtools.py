@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
 from etl.convert.base import RecordContext, Reject, Turn
+
+_META = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
 
 
 def require_mapping(record: Any) -> dict[str, Any]:
@@ -43,12 +46,27 @@ def rest_as_meta(record: dict[str, Any], used: Iterable[str]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in used_set}
 
 
+def meta_json(meta: dict[str, Any]) -> str:
+    """The `meta` column: upstream extras as a JSON object with sorted keys, `{}` when none."""
+    return _META.encode(meta) if meta else "{}"
+
+
 def native_id(record: dict[str, Any], ctx: RecordContext) -> str | None:
     """The upstream id when the source maps one with `fields: {id: <key>}`."""
-    key = ctx.fields.get("id")
+    return native_of(record, ctx.fields.get("id"))
+
+
+def native_of(record: dict[str, Any], key: str | None) -> str | None:
     if not key or record.get(key) is None:
         return None
     return str(record[key])
+
+
+def plain_pairs(history: Any) -> bool:
+    """`history` is a list of [question, answer] string pairs (what `pairs_to_turns` accepts)."""
+    return type(history) is list and all(
+        type(pair) in (list, tuple) and len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str
+        for pair in history)
 
 
 def pairs_to_turns(history: list[Any], where: str = "history") -> list[Turn]:

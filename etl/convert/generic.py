@@ -3,22 +3,32 @@
 `fields:` maps the unified name to the upstream key, e.g. `{query: 问, response: 答}`.
 Role order, empty content and chosen ≠ rejected are checked for every row by the build's validator
 (etl/rows.py), so converters here only shape records.
+
+Each converter configured only by `fields:`/`options:` also has a column-wise twin (`@columnwise`) that
+shapes a whole batch into flat columns for etl/batchrows.py. A twin handles only records of the plain
+shape (the fields present with string values, known roles) and marks every other record, which then
+goes through the converter function itself, so that rejects keep their reasons. `preference` has none
+yet: the reward schema is changing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from etl.convert.base import Filtered, RecordContext, Reject, Row, Turn, converter
+from etl.catalog import Source
+from etl.convert.base import Filtered, RecordContext, Reject, Row, Shaped, Turn, columnwise, converter
 from etl.convert.fieldtools import (
     get_list,
     get_str,
     join_instruction,
+    meta_json,
     native_id,
+    native_of,
     pairs_to_turns,
+    plain_pairs,
     rest_as_meta,
 )
-from etl.convert.shape import reject_header_line, require_shape
+from etl.convert.shape import may_be_header_line, reject_header_line, require_shape
 
 # ShareGPT speaker names seen upstream → unified roles. Tool-calling roles are not mapped by default:
 # a source that has them says how in `options.role_map`.
@@ -147,3 +157,169 @@ def text(record: Any, ctx: RecordContext) -> list[Row]:
     key = ctx.fields.get("text") or ("text" if "text" in record else "content")
     return [Row(text=get_str(record, key), native_id=native_id(record, ctx),
                 meta=rest_as_meta(record, (key, ctx.fields.get("id", ""))))]
+
+
+# --------------------------------------------------------------------------- column-wise twins
+
+
+def _opt_str(value: Any) -> bool:
+    """`get_str(..., required=False)` would return `value` itself, or "" for None."""
+    return value is None or type(value) is str
+
+
+class _Batch:
+    """Collects a `Shaped` batch: `add` an ok record's turns (or text), `skip` one for the per-record path."""
+
+    def __init__(self, source: Source, used: tuple[str, ...]) -> None:
+        self.shaped = Shaped(ok=[])
+        self.used = set(used)
+        self.id_key = source.fields.get("id")
+
+    def skip(self) -> None:
+        self.shaped.ok.append(False)
+
+    def add(self, record: dict[str, Any], roles: list[str], contents: list[str]) -> None:
+        shaped = self.shaped
+        shaped.ok.append(True)
+        shaped.lengths.append(len(roles))
+        shaped.roles += roles
+        shaped.contents += contents
+        self._common(record)
+
+    def add_text(self, record: dict[str, Any] | None, text: str) -> None:
+        self.shaped.ok.append(True)
+        self.shaped.texts.append(text)
+        if record is None:
+            self.shaped.natives.append(None)
+            self.shaped.metas.append("{}")
+        else:
+            self._common(record)
+
+    def _common(self, record: dict[str, Any]) -> None:
+        self.shaped.natives.append(native_of(record, self.id_key))
+        used = self.used
+        self.shaped.metas.append("{}" if record.keys() <= used else meta_json({k: v for k, v in record.items() if k not in used}))
+
+
+def _field(source: Source, name: str, default: str | None = None) -> str:
+    """`RecordContext.field` without a record."""
+    return source.fields.get(name, default if default is not None else name)
+
+
+@columnwise("alpaca")
+def alpaca_columns(records: list[Any], source: Source) -> Shaped:
+    k_ins, k_in, k_out = _field(source, "instruction"), _field(source, "input"), _field(source, "output")
+    k_hist, k_sys = _field(source, "history"), _field(source, "system")
+    batch = _Batch(source, (k_ins, k_in, k_out, k_hist, k_sys, source.fields.get("id", "")))
+    for record in records:
+        if type(record) is not dict:
+            batch.skip()
+            continue
+        ins, inp, output = record.get(k_ins), record.get(k_in), record.get(k_out)
+        system, history = record.get(k_sys), record.get(k_hist)
+        if not (type(output) is str and _opt_str(ins) and _opt_str(inp) and _opt_str(system)
+                and (history is None or plain_pairs(history))):
+            batch.skip()
+            continue
+        user = join_instruction(ins or "", inp or "")
+        if not user:
+            batch.skip()
+            continue
+        roles: list[str] = []
+        contents: list[str] = []
+        system = (system or "").strip()
+        if system:
+            roles.append("system")
+            contents.append(system)
+        for question, answer in history or ():
+            roles += ("user", "assistant")
+            contents += (question, answer)
+        roles += ("user", "assistant")
+        contents += (user, output)
+        batch.add(record, roles, contents)
+    return batch.shaped
+
+
+@columnwise("query_response")
+def query_response_columns(records: list[Any], source: Source) -> Shaped:
+    k_q, k_r = _field(source, "query"), _field(source, "response")
+    batch = _Batch(source, (k_q, k_r, source.fields.get("id", "")))
+    for record in records:
+        if type(record) is not dict or type(record.get(k_q)) is not str or type(record.get(k_r)) is not str:
+            batch.skip()
+            continue
+        batch.add(record, ["user", "assistant"], [record[k_q], record[k_r]])
+    return batch.shaped
+
+
+@columnwise("sharegpt")
+def sharegpt_columns(records: list[Any], source: Source) -> Shaped:
+    k_conv, k_sys = _field(source, "conversations"), _field(source, "system", "system_prompt")
+    role_key = source.options.get("role_key", "from")
+    content_key = source.options.get("content_key", "value")
+    speakers = {**SHAREGPT_ROLES, **source.options.get("role_map", {})}
+    batch = _Batch(source, (k_conv, k_sys, source.fields.get("id", "")))
+    for record in records:
+        conversation = record.get(k_conv) if type(record) is dict else None
+        system = record.get(k_sys) if type(record) is dict else None
+        if type(conversation) is not list or not _opt_str(system):
+            batch.skip()
+            continue
+        roles: list[str] = []
+        contents: list[str] = []
+        for turn in conversation:
+            if type(turn) is not dict or type(turn.get(content_key)) is not str or turn.get(role_key) is None:
+                break
+            role = speakers.get(str(turn[role_key]).lower())
+            if role is None:
+                break
+            roles.append(role)
+            contents.append(turn[content_key])
+        else:
+            system = (system or "").strip()
+            if system and not (roles and roles[0] == "system"):
+                roles.insert(0, "system")
+                contents.insert(0, system)
+            batch.add(record, roles, contents)
+            continue
+        batch.skip()
+    return batch.shaped
+
+
+@columnwise("messages")
+def messages_columns(records: list[Any], source: Source) -> Shaped:
+    k_msg = _field(source, "messages")
+    batch = _Batch(source, (k_msg, source.fields.get("id", "")))
+    for record in records:
+        items = record.get(k_msg) if type(record) is dict else None
+        if type(items) is not list or not all(
+                type(item) is dict and type(item.get("content")) is str and item.get("role") in ("system", "user", "assistant")
+                for item in items):
+            batch.skip()
+            continue
+        batch.add(record, [item["role"] for item in items], [item["content"] for item in items])
+    return batch.shaped
+
+
+@columnwise("text")
+def text_columns(records: list[Any], source: Source) -> Shaped:
+    key_setting = source.fields.get("text")
+    id_key = source.fields.get("id", "")
+    batch = _Batch(source, ())
+    for record in records:
+        if type(record) is str:
+            if record.strip() and not may_be_header_line(record):
+                batch.add_text(None, record)
+            else:
+                batch.skip()
+            continue
+        if type(record) is not dict:
+            batch.skip()
+            continue
+        key = key_setting or ("text" if "text" in record else "content")
+        if type(record.get(key)) is not str:
+            batch.skip()
+            continue
+        batch.used = {key, id_key}
+        batch.add_text(record, record[key])
+    return batch.shaped

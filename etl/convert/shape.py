@@ -48,9 +48,15 @@ def require_shape(record: Any, ctx: RecordContext, expected: Iterable[str]) -> d
     return record
 
 
+def may_be_header_line(line: str) -> bool:
+    """Whether `line` would be a column name if it stood on line 1 (the column-wise text path sends such
+    lines through the per-record converter, which knows the location)."""
+    return _HEADER_WORD.match(line.strip()) is not None
+
+
 def reject_header_line(line: str, ctx: RecordContext) -> None:
     """The first line of a plain-text file that is a bare column name means the file is a table."""
-    if ctx.location == "line 1" and _HEADER_WORD.match(line.strip()):
+    if ctx.location == "line 1" and may_be_header_line(line):
         raise Reject(SCHEMA_MISMATCH, f"line 1 is a column name {line.strip()!r}, not text: the file is a "
                                       f"one-column table (reader: csv, fields: {{text: {line.strip()}}})")
 
