@@ -161,7 +161,7 @@ def test_sharegpt_and_messages_bad_turns_keep_their_reasons(tmp_path: Path) -> N
     source, fetched = _source(tmp_path / "m", "messages", messages)
     result = _both(tmp_path / "m", source, fetched)
     assert [r["reason"] for r in _rejects(result)] == [
-        "unknown_role", "bad_turn", "empty_output", "bad_field_type", "missing_field"]
+        "unknown_role", "bad_turn", "empty_output", "bad_field_type", "schema_mismatch"]
 
 
 def test_text_and_query_response_edge_records(tmp_path: Path) -> None:
