@@ -49,7 +49,7 @@ def assert_source_failed(run: BuildRun, error_start: str) -> None:
     assert run.rows("sft", BAD) == [] and run.rows("pretrain", BAD) == [] and run.rejects(BAD) == []
     assert f"1 source(s) failed: {BAD}" in run.stderr
     run.assert_good_source_finished()
-    assert validate_output(run.out) == []
+    assert validate_output(run.out, allow_partial=True) == []  # a first build: the partial result is the output
 
 
 def all_text(run: BuildRun) -> str:

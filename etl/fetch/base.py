@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -25,7 +27,7 @@ class FetchError(Exception):
         self.source_id = source_id
         self.message = message
 
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # rebuilt from its own arguments (pickle, workers)
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # survive pickling (process pools, queues)
         return type(self), (self.source_id, self.message)
 
 
@@ -73,13 +75,43 @@ def local_patterns(source: Source) -> list[str]:
     return ["*"]
 
 
+_GLOB = re.compile(r"[*?\[]")
+
+
+def _checked(root: Path, base: Path, path: Path, literal: bool, source_id: str) -> bool:
+    """Whether `path` (found under `root`, whose resolved form is `base`) is a file to read: True for a regular
+    file inside the source folder, False for a folder matched by a glob; anything else is a `FetchError`
+    naming the file and the reason."""
+    rel = path.relative_to(root).as_posix()
+    real = path.resolve()
+    if not real.is_relative_to(base):
+        raise FetchError(source_id, f"{rel}: outside_source_folder: a symbolic link to {'a folder' if real.is_dir() else 'a file'} "
+                                    f"outside the source folder {root.name}/; refusing to read it")
+    try:
+        mode = real.stat().st_mode
+    except OSError as exc:
+        raise FetchError(source_id, f"{rel}: unreadable_file: {exc.strerror or exc} (a broken symbolic link?)") from None
+    if stat.S_ISDIR(mode):
+        if literal:
+            raise FetchError(source_id, f"{rel}: not_a_file: a folder where the catalogue names a file")
+        return False
+    if not stat.S_ISREG(mode):
+        raise FetchError(source_id, f"{rel}: not_a_file: a FIFO, socket or device, not a regular file; "
+                                    f"refusing to read it")
+    return True
+
+
 def expand(root: Path, patterns: list[str], source_id: str) -> list[Path]:
     """Expand globs under `root` in catalogue order (sorted within a glob). A pattern matching nothing
-    is an error that names it, so a missing file never passes silently."""
+    is an error that names it, so a missing file never passes silently. Every match must be a regular file
+    that resolves inside `root` (a symbolic link out of the folder, a FIFO or a device is an error)."""
+    base = root.resolve()
     found: list[Path] = []
     seen: set[Path] = set()
     for pattern in patterns:
-        matches = sorted(p for p in root.glob(pattern) if p.is_file() and not p.name.startswith(".medcorpus"))
+        literal = not _GLOB.search(pattern)
+        matches = sorted(p for p in root.glob(pattern) if not p.name.startswith(".medcorpus")
+                         and _checked(root, base, p, literal, source_id))
         if not matches:
             raise FetchError(source_id, f"no file matches {pattern!r} in {root.name}/")
         for match in matches:
@@ -103,7 +135,7 @@ def verify_declared(source: Source, files: list[FetchedFile]) -> None:
 def fetch_folder(source: Source, folder: Path) -> FetchedSource:
     """A source whose files already sit in `folder` (a mirror, the package's own data): list and hash
     them in catalogue order and check the catalogue's sha256 pins."""
-    files = [FetchedFile(p.relative_to(folder).as_posix(), p, p.stat().st_size, sha256_file(p))
+    files = [FetchedFile(p.relative_to(folder).as_posix(), p.resolve(), p.stat().st_size, sha256_file(p))
              for p in expand(folder, local_patterns(source), source.id)]
     verify_declared(source, files)
     return FetchedSource(source.id, folder, source.revision, tuple(files))
