@@ -318,8 +318,8 @@ def fetch_all(catalog: Catalog, outcomes: list[SourceOutcome], options: BuildOpt
 
 @dataclass(frozen=True)
 class WorkerFailure:
-    """An exception raised while converting one source, as plain values: it always pickles (a worker's
-    own exception may not), so it comes back from a worker process as that source's failure."""
+    """An exception raised while converting one source, as plain values: it always crosses a process
+    boundary (a worker's own exception may not), so it comes back from a worker as that source's failure."""
 
     type_name: str
     message: str
@@ -407,7 +407,7 @@ def fetch_and_convert(catalog: Catalog, outcomes: list[SourceOutcome], options: 
 def _worker_result(future: Future[Any]) -> Any:
     try:
         return future.result()
-    except Exception as exc:  # noqa: BLE001 - the worker died (BrokenProcessPool) or its result did not pickle
+    except Exception as exc:  # noqa: BLE001 - the worker died (BrokenProcessPool) or its result could not be sent back
         return WorkerFailure(type(exc).__name__, f"the worker process converting this source failed: {exc}")
 
 

@@ -23,7 +23,7 @@ class Reject(Exception):
         self.reason = reason
         self.message = message
 
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # rebuilt from its own arguments (pickle, workers)
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # rebuilt from its own arguments in a parent process
         return type(self), (self.reason, self.message)
 
 

@@ -27,7 +27,7 @@ class FetchError(Exception):
         self.source_id = source_id
         self.message = message
 
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # survive pickling (process pools, queues)
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # rebuilt from its own arguments in a parent process
         return type(self), (self.source_id, self.message)
 
 

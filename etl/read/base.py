@@ -46,7 +46,7 @@ class SourceFileError(Exception):
         self.reason = reason
         self.message = message
 
-    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:  # survive pickling (worker processes)
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:  # rebuilt from its own arguments in a parent process
         return type(self), (self.file, self.reason, self.message)
 
 
