@@ -30,7 +30,7 @@ from etl.faults import checkpoint
 from etl.fetch.base import FetchedSource
 from etl.read.base import RawRecord, ReadError, cut, get_reader
 from etl.rows import RowBuilder
-from etl.schemas import REJECTS_SCHEMA, arrow_schema
+from etl.schemas import REJECTS_SCHEMA, arrow_schema, json_schema
 
 BATCH_ROWS = 5_000
 DONE = "DONE"
@@ -87,6 +87,7 @@ def conversion_key(source: Source, fetched: FetchedSource) -> str:
         "tool": __version__,
         "entry": source.entry_hash(),
         "converter": [converter.name, converter.version],
+        "schema": json_schema(source.task),  # a changed output schema invalidates every cached conversion
         "files": [[f.relpath, f.sha256] for f in fetched.files],
     }
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False)

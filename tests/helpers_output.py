@@ -65,7 +65,8 @@ def _rows() -> dict[tuple[str, str], list[dict[str, Any]]]:
     rows[("reward", "train")] = [
         {**_common("med_pref", "train", i, "en"),
          "prompt": [{"role": "user", "content": f"Is aspirin safe? {i}"}],
-         "chosen": f"Ask your doctor; it depends. {i}", "rejected": f"Always. {i}"}
+         "chosen": [{"role": "assistant", "content": f"Ask your doctor; it depends. {i}"}],
+         "rejected": [{"role": "assistant", "content": f"Always. {i}"}], "tools": None}
         for i in range(4)
     ]
     return rows

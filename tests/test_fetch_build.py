@@ -143,7 +143,7 @@ def assert_known_records(world: World) -> None:
     reward = by_source(world.rows("reward"), "medicalgpt_reward")
     assert len(reward) == 34
     assert reward[0]["prompt"] == [{"role": "user", "content": dpo["conversations"][0]["value"]}]
-    assert (reward[0]["chosen"], reward[0]["rejected"]) == (dpo["chosen"], dpo["rejected"])
+    assert (reward[0]["chosen"][0]["content"], reward[0]["rejected"][0]["content"]) == (dpo["chosen"], dpo["rejected"])
     genmed = json.loads(GENMED)[0]  # gdrive
     assert by_source(sft, "chatdoctor_genmedgpt5k")[0]["messages"] == [
         {"role": "user", "content": f"{genmed['instruction']}\n\n{genmed['input']}"},
