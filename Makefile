@@ -23,7 +23,7 @@ demo: $(MEDCORPUS)
 ## The real build: fetch every enabled source from its host, then build out/.
 ## With no dataset host reachable it builds from the bundled sample mirror instead, and says so.
 build-corpus: $(MEDCORPUS)
-	$(MEDCORPUS) build --offline-mirror examples/mirror --workers $(WORKERS)
+	$(MEDCORPUS) build --offline-mirror examples/mirror --workers $(WORKERS) --license-profile publishable
 	$(MEDCORPUS) validate out
 
 fetch: $(MEDCORPUS)

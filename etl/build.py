@@ -32,11 +32,12 @@ from etl.read.base import SourceFileError
 from etl.schemas import REJECTS_SCHEMA, arrow_schema
 from etl.stages.pipeline import default_stages
 from etl.stages.text import row_texts
+from etl.tokens import TokenTally, load_counter
 from etl.ui import Reporter
 from etl.write import Shard, ShardedWriter
 
 SPLITS = ("train", "validation", "test")
-OUTPUT_ENTRIES = (*TASKS, "rejects", "stats", "README.md")
+OUTPUT_ENTRIES = (*TASKS, "eval", "rejects", "stats", "README.md")
 STAGE_COUNTER = {"exact_dedup": "exact_dup", "near_dedup": "near_dup", "decontaminate": "decontaminated"}
 
 
@@ -56,6 +57,16 @@ class BuildOptions:
     force_fetch: bool = False
     license_allow: tuple[str, ...] = ()     # licence categories a training source may have (see licence_categories)
     license_deny: tuple[str, ...] = ()      # licence categories that exclude a training source
+    license_profile: str = "all"            # a key of LICENCE_PROFILES: categories it denies besides license_deny
+    tokenizer: str | None = None            # HF tokenizer (name in the local cache, or a folder) for token counts
+
+
+# `publishable`: only what may be redistributed (what `medcorpus publish` accepts without --allow-license).
+LICENCE_PROFILES: dict[str, tuple[str, ...]] = {"all": (), "publishable": ("no-redistribution", "copyrighted")}
+
+
+def denied_categories(options: BuildOptions) -> set[str]:
+    return set(options.license_deny) | set(LICENCE_PROFILES[options.license_profile])
 
 
 def licence_categories(source: Source) -> set[str]:
@@ -64,14 +75,14 @@ def licence_categories(source: Source) -> set[str]:
 
 
 def licence_exclusion(source: Source, options: BuildOptions) -> str | None:
-    """Why `--license-allow/--license-deny` leave this source out, or None. Eval sources are never
-    left out: they are not redistributed, only used to find benchmark items in training data."""
-    if source.role == "eval":
-        return None
+    """Why `--license-allow/--license-deny` leave this source out, or None. The gate applies to eval sources
+    too: an excluded one is still read to decontaminate the training data (nothing of it is output) but
+    withheld from the `eval` config (see run_build)."""
     categories = licence_categories(source)
-    denied = sorted(categories & set(options.license_deny))
+    denied = sorted(categories & denied_categories(options))
     if denied:
-        return f"licence category {', '.join(denied)} is denied (--license-deny)"
+        how = "--license-deny" if set(denied) & set(options.license_deny) else f"--license-profile {options.license_profile}"
+        return f"licence category {', '.join(denied)} is denied ({how})"
     if options.license_allow and not categories <= set(options.license_allow):
         missing = sorted(categories - set(options.license_allow))
         return f"licence category {', '.join(missing)} is not allowed (--license-allow)"
@@ -88,6 +99,9 @@ class SourceOutcome:
     stage_removed: Counter[str] = field(default_factory=Counter)
     written: int = 0
     langs: Counter[str] = field(default_factory=Counter)
+    written_by_split: Counter[str] = field(default_factory=Counter)
+    eval_written: int = 0
+    withheld: str | None = None            # an eval source the licence gate keeps out of the `eval` config
 
 
 @dataclass
@@ -267,7 +281,7 @@ def _eval_scan(outcomes: list[SourceOutcome]) -> Any:
 
 
 def run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, work_dir: Path,
-              options: BuildOptions, reporter: Reporter) -> list[Shard]:
+              options: BuildOptions, reporter: Reporter, tally: TokenTally | None = None) -> list[Shard]:
     build = catalog.build
     shards: list[Shard] = []
     by_id = {o.source.id: o for o in outcomes}
@@ -299,7 +313,12 @@ def run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, wo
                 if split not in writers:
                     writers[split] = ShardedWriter(staging, task, split, arrow_schema(task),
                                                    build.shard_max_bytes, build.row_group_rows)
-                writers[split].write(batch.filter(mask))
+                part = batch.filter(mask)
+                for item in pc.value_counts(part.column("source")).to_pylist():
+                    by_id[item["values"]].written_by_split[split] += item["counts"]
+                if tally is not None:
+                    tally.add(task, split, part)
+                writers[split].write(part)
         for split in SPLITS:
             if split in writers:
                 shards.extend(writers[split].close())
@@ -313,6 +332,45 @@ def run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, wo
                     json.dumps(summary, sort_keys=True, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
         reporter.advance(f"{task}: stages")
     return shards
+
+
+EVAL_SPLIT = "test"   # the eval config has one split; each row's `split` column keeps its upstream split
+
+
+def _as_eval_batch(batch: pa.RecordBatch, source: Source) -> pa.RecordBatch:
+    """Converted eval rows of one source in the `eval` config's columns. Eval rows are not language
+    tagged: `lang` is the catalogue's declared language (when it is a code) with `lang_score` 0."""
+    schema = arrow_schema("eval")
+    n = batch.num_rows
+    declared = source.lang if len(source.lang) == 2 and source.lang.isalpha() else "und"
+    arrays = []
+    for field_ in schema:
+        if field_.name == "task":
+            arrays.append(pa.repeat(pa.scalar(source.task, pa.string()), n))
+        elif field_.name == "lang":
+            arrays.append(pa.repeat(pa.scalar(declared, pa.string()), n))
+        elif field_.name in batch.schema.names:
+            arrays.append(batch.column(field_.name).cast(field_.type))
+        else:
+            arrays.append(pa.nulls(n, field_.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def write_eval(outcomes: list[SourceOutcome], staging: Path, build: Any, tally: TokenTally | None = None) -> list[Shard]:
+    """The `eval` config: every eval row (eval-role sources and the eval splits of training sources), as
+    converted, in catalogue order; sources the licence gate withholds are left out."""
+    writer = ShardedWriter(staging, "eval", EVAL_SPLIT, arrow_schema("eval"), build.shard_max_bytes,
+                           build.row_group_rows)
+    for outcome in outcomes:
+        if outcome.converted is None or outcome.withheld:
+            continue
+        for batch in scan_parquet([outcome.converted.eval_path]):
+            if batch.num_rows:
+                writer.write(_as_eval_batch(batch, outcome.source))
+                outcome.eval_written += batch.num_rows
+                if tally is not None:
+                    tally.add("eval", EVAL_SPLIT, batch, task=outcome.source.task)
+    return writer.close()
 
 
 def write_rejects(outcomes: list[SourceOutcome], staging: Path, build_max_bytes: int) -> list[Shard]:
@@ -338,6 +396,8 @@ def source_entry(outcome: SourceOutcome) -> dict[str, Any]:
     for name in STAGE_COUNTER.values():
         counts.setdefault(name, 0)
     counts["written"] = outcome.written
+    counts["written_by_split"] = dict(sorted(outcome.written_by_split.items()))
+    counts["eval_written"] = outcome.eval_written
     return {
         "name": source.name, "task": source.task, "role": source.role, "host": source.host,
         "license": source.license, "license_terms": list(source.license_terms),
@@ -345,7 +405,7 @@ def source_entry(outcome: SourceOutcome) -> dict[str, Any]:
         # the commit the files were read at (a branch in the catalogue is recorded as what it resolved to)
         "revision": (outcome.fetched.revision if outcome.fetched else None) or source.revision,
         "lang": source.lang, "priority": source.priority,
-        "status": outcome.status, "error": outcome.error,
+        "status": outcome.status, "error": outcome.error, "withheld": outcome.withheld,
         "files": [{"path": f.relpath, "size": f.size, "sha256": f.sha256} for f in outcome.fetched.files]
         if outcome.fetched else [],
         "counts": counts,
@@ -370,17 +430,34 @@ def make_manifest(catalog: Catalog, outcomes: list[SourceOutcome], shards: list[
         for stage_name, n in outcome.stage_removed.items():
             totals[STAGE_COUNTER.get(stage_name, f"removed_by_{stage_name}")] += n
         totals["written"] += outcome.written
+        totals["eval_written"] += outcome.eval_written
         totals[f"sources_{outcome.status}"] += 1
     return {
-        "tool": "medcorpus", "version": __version__, "config_hash": catalog.config_hash(),
+        "tool": "medcorpus", "version": __version__, "config_hash": catalog.config_hash(**build_overrides(options)),
         "from_mirror": options.mirror is not None,
         "build": {**catalog.build.model_dump(mode="json"), "license_allow": sorted(options.license_allow),
-                  "license_deny": sorted(options.license_deny)},
+                  "license_deny": sorted(options.license_deny), "license_profile": options.license_profile,
+                  "tokenizer": options.tokenizer},
         "sources": {o.source.id: source_entry(o) for o in outcomes},
         "splits": splits,
         "shards": [s.as_dict() for s in shards],
         "totals": dict(sorted(totals.items())),
     }
+
+
+def build_overrides(options: BuildOptions) -> dict[str, Any]:
+    """Command-line settings that change the output, for the config hash: two builds that differ in them
+    must not share a hash. Unset ones are left out, so a plain build keeps the catalogue's hash."""
+    overrides: dict[str, Any] = {}
+    if options.license_allow:
+        overrides["license_allow"] = sorted(options.license_allow)
+    if options.license_deny:
+        overrides["license_deny"] = sorted(options.license_deny)
+    if options.license_profile != "all":
+        overrides["license_profile"] = options.license_profile
+    if options.tokenizer:
+        overrides["tokenizer"] = options.tokenizer
+    return overrides
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -420,6 +497,7 @@ def _write_card(staging: Path, manifest: dict[str, Any], reporter: Reporter) -> 
 def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> BuildResult:
     out = options.out
     sources = [_with_build_settings(s, catalog) for s in catalog.select(options.source_ids, options.tasks)]
+    tally = TokenTally(load_counter(options.tokenizer))  # a tokenizer that cannot load fails before any work
     with OutputLock(out, reporter):
         work_dir = out / ".work"
         staging = out / ".staging"
@@ -428,7 +506,10 @@ def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> Bu
         outcomes = [SourceOutcome(s) for s in sources]
         for outcome in outcomes:
             reason = licence_exclusion(outcome.source, options)
-            if reason:
+            if reason and outcome.source.role == "eval":
+                outcome.withheld = reason
+                reporter.info(f"{outcome.source.id}: used for decontamination only, not written to `eval`: {reason}")
+            elif reason:
                 outcome.status, outcome.error = "skipped", reason
                 reporter.info(f"{outcome.source.id}: left out: {reason}")
         fetch_and_convert(catalog, [o for o in outcomes if o.status == "ok"], options, work_dir, reporter)
@@ -437,9 +518,11 @@ def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> Bu
                 reporter.warn(f"{outcome.source.id}: skipped: set build.persona.name and build.persona.author "
                               "in the catalogue to generate identity data")
                 outcome.status = "skipped"
-        shards = run_tasks(catalog, outcomes, staging, work_dir, options, reporter)
+        shards = run_tasks(catalog, outcomes, staging, work_dir, options, reporter, tally)
+        shards += write_eval(outcomes, staging, catalog.build, tally)
         shards += write_rejects(outcomes, staging, catalog.build.shard_max_bytes)
         manifest = make_manifest(catalog, outcomes, shards, options)
+        manifest["tokens"] = tally.as_manifest()
         _write_card(staging, manifest, reporter)
         commit_output(staging, out, manifest)
     return BuildResult(manifest, outcomes)

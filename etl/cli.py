@@ -122,12 +122,20 @@ def add_build_args(parser: argparse.ArgumentParser) -> None:
                              "(a source with no stated restriction is `permissive`)")
     parser.add_argument("--license-deny", nargs="+", default=[], choices=licence_choices, metavar="CATEGORY",
                         help="leave out training sources with any of these licence categories")
+    parser.add_argument("--license-profile", choices=["all", "publishable"], default="all",
+                        help="publishable: leave out what may not be redistributed (no-redistribution, "
+                             "copyrighted), so `medcorpus publish` accepts the output (default: all)")
+    parser.add_argument("--tokenizer", metavar="NAME_OR_PATH",
+                        help="count tokens with this Hugging Face tokenizer (a folder, or a name already in "
+                             "the local cache; never downloaded); without it the counts are a character estimate")
     parser.add_argument("--explain-dups", type=int, default=0, metavar="N",
                         help="after the build, show N sample duplicate clusters per task and stage")
     parser.add_argument("--keep-going", action="store_true", help="exit 0 even when some sources failed")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from etl.tokens import TokenizerError
+
     catalog = open_catalog(args.catalog)
     mirror = args.mirror
     if mirror is None and args.offline_mirror is not None and not hosts_reachable():
@@ -137,10 +145,14 @@ def cmd_build(args: argparse.Namespace) -> int:
     options = BuildOptions(out=args.out or Path(catalog.build.out), source_ids=args.sources, tasks=args.tasks,
                            mirror=mirror, cache_dir=args.cache, workers=max(1, args.workers),
                            keep_going=args.keep_going, force_fetch=getattr(args, "force", False),
-                           license_allow=tuple(args.license_allow), license_deny=tuple(args.license_deny))
+                           license_allow=tuple(args.license_allow), license_deny=tuple(args.license_deny),
+                           license_profile=args.license_profile, tokenizer=args.tokenizer)
     with Reporter() as reporter:
         try:
             result = run_build(catalog, options, reporter)
+        except TokenizerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         except OSError as exc:
             # A full disk or a permission error: the previous complete output is untouched (the new one
             # was being staged beside it); say what happened and where.

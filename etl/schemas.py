@@ -85,12 +85,30 @@ def _arrow_fields(spec: dict[str, Any], root: dict[str, Any]) -> list[pa.Field]:
     return fields
 
 
+TASK_COLUMNS = {"pretrain": ("text",), "sft": ("messages", "tools"), "reward": ("prompt", "chosen", "rejected", "tools")}
+
+
 @cache
 def arrow_schema(task: str) -> pa.Schema:
     """Columns in the JSON Schema's property order; only columns whose type allows null (`tools`) are
-    nullable."""
+    nullable. `eval` is derived from the three task schemas (see eval_schema)."""
+    if task == "eval":
+        return eval_schema()
     schema = json_schema(task)
     return pa.schema(_arrow_fields(schema, schema))
+
+
+def eval_schema() -> pa.Schema:
+    """The `eval` config: eval-role rows of every task in one table. The common columns, `task` (which
+    task's columns a row fills), then every task column, nullable (null where the row's task has none)."""
+    common = [f for f in arrow_schema("pretrain") if f.name != "text"]
+    task_fields: dict[str, pa.Field] = {}
+    for task, columns in TASK_COLUMNS.items():
+        for name in columns:
+            task_fields.setdefault(name, arrow_schema(task).field(name).with_nullable(True))
+    head = [f for f in common if f.name in ("id", "source", "split")]
+    tail = [f for f in common if f.name not in ("id", "source", "split")]
+    return pa.schema([*head, pa.field("task", pa.string(), nullable=False), *task_fields.values(), *tail])
 
 
 def work_schema(task: str) -> pa.Schema:
