@@ -252,9 +252,36 @@ def _sample_warning(manifest: dict) -> list[str]:
             "it as the corpus.", ""]
 
 
-def _split_cell(entry: dict) -> str:
+def split_cell(entry: dict) -> str:
+    """A source's written rows by split: `train 5, validation 2`."""
     by_split = (entry.get("counts") or {}).get("written_by_split") or {}
     return ", ".join(f"{split} {by_split[split]:,}" for split in SPLITS if by_split.get(split)) or "n/a"
+
+
+def config_summary(manifest: dict) -> list[str]:
+    """Rows (and tokens) per config and split, the token method, and what the licence gate left out: the
+    lines the build summary prints."""
+    rows = split_rows(manifest)
+    tokens = manifest.get("tokens") or {}
+    lines = []
+    for config in CONFIGS:
+        per_split = rows.get(config) or {}
+        counted = (tokens.get("configs") or {}).get(config) or {}
+        parts = [f"{split} {n:,} rows" + (f" / {counted[split]:,} tokens" if split in counted else "")
+                 for split in SPLITS if (n := per_split.get(split))]
+        if parts:
+            lines.append(f"{config}: " + ", ".join(parts))
+    if tokens:
+        lines.append(f"tokens: {tokens.get('label')}")
+    sources = manifest.get("sources") or {}
+    left_out = sorted(sid for sid, e in sources.items() if e.get("status") == "skipped" and "licence" in (e.get("error") or ""))
+    withheld = sorted(sid for sid, e in sources.items() if e.get("withheld"))
+    if left_out:
+        lines.append("left out by licence: " + ", ".join(left_out) + " (for private use build with "
+                     "--license-profile all and without --license-allow/--license-deny)")
+    if withheld:
+        lines.append("eval sources used for decontamination only, not written: " + ", ".join(withheld))
+    return lines
 
 
 def _composition(manifest: dict, included: dict[str, dict]) -> str:
@@ -272,7 +299,7 @@ def _composition(manifest: dict, included: dict[str, dict]) -> str:
             counts = entry.get("counts") or {}
             source_tokens = ((manifest.get("tokens") or {}).get("sources") or {}).get(sid)
             lines.append(
-                f"| `{sid}` | {_written(entry):,} | {_split_cell(entry)} "
+                f"| `{sid}` | {_written(entry):,} | {split_cell(entry)} "
                 f"| {f'{source_tokens:,}' if source_tokens is not None else 'n/a'} "
                 f"| {_percent(_written(entry), task_total)} "
                 f"| {_lang_mix(entry.get('langs') or {})} | {int(counts.get('exact_dup') or 0):,} "

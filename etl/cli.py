@@ -222,6 +222,8 @@ def explain_dups(out: Path, n: int) -> None:
 
 
 def print_summary(result: BuildResult) -> None:
+    from etl.card import config_summary, split_cell
+
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
     table = Table("source", "task", "status", "converted from", "read", "converted", "rejected (by reason)", "filtered",
                   "eval", "exact dup", "near dup", "decontam.", "written", title="build summary")
@@ -234,7 +236,8 @@ def print_summary(result: BuildResult) -> None:
         table.add_row(outcome.source.id, outcome.source.task, status, origin,
                       *(str(counts.get(k, 0)) for k in ("read", "converted")), rejected,
                       *(str(counts.get(k, 0)) for k in ("filtered", "eval_rows", "exact_dup", "near_dup",
-                                                          "decontaminated", "written")))
+                                                          "decontaminated")),
+                      split_cell(result.manifest["sources"][outcome.source.id]) if counts.get("written") else "0")
     console.print(table)
     for outcome in result.failed:
         error = outcome.error or ""
@@ -247,6 +250,8 @@ def print_summary(result: BuildResult) -> None:
     console.print(f"re-converted: {shown or 'none'}; from cache: {len(cached)} source(s)", markup=False)
     console.print(f"written {totals.get('written', 0)} rows; rejected {totals.get('rejected', 0)} records; "
                   f"{len(result.failed)} source(s) failed", markup=False)
+    for line in config_summary(result.manifest):
+        console.print(line, markup=False)
 
 
 # --------------------------------------------------------------------------- validate

@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         load_manifest,
         output_problems,
         publish,
+        sample_warning,
     )
 
     out = args.out or Path(load_catalog(args.catalog).build.out)
@@ -45,7 +46,11 @@ def run(args: argparse.Namespace) -> int:
             problems = output_problems(out) + licence_problems(manifest, args.allow_license)
             for problem in problems:
                 print(f"would refuse: {problem}", file=sys.stderr)
+            for line in sample_warning(manifest):
+                print(line, file=sys.stderr)
             return 1 if problems else 0
+        for line in sample_warning(load_manifest(out)):
+            print(line, file=sys.stderr)
         url = publish(out, args.repo, private=args.private, revision=args.revision,
                       allow_license=args.allow_license)
     except PublishError as exc:
