@@ -22,6 +22,8 @@ demo: $(MEDCORPUS)
 
 ## The real build: fetch every enabled source from its host, then build out/.
 ## With no dataset host reachable it builds from the bundled sample mirror instead, and says so.
+## Publishable profile: sources whose terms forbid redistribution are left out (listed in the card), so
+## `make publish` accepts the output; for private use run `medcorpus build` (profile `all`) yourself.
 build-corpus: $(MEDCORPUS)
 	$(MEDCORPUS) build --offline-mirror examples/mirror --workers $(WORKERS) --license-profile publishable
 	$(MEDCORPUS) validate out
