@@ -195,7 +195,7 @@ def _link(entry: dict) -> str:
 
 def _intro(manifest: dict, included: dict[str, dict]) -> str:
     rows = split_rows(manifest)
-    configs = [t for t in TASKS if sum(rows.get(t, {}).values()) > 0]
+    configs = [t for t in CONFIGS if sum(rows.get(t, {}).values()) > 0]
     tokens = manifest.get("tokens") or {}
     token_rows = tokens.get("configs") or {}
     lines = [*_sample_warning(manifest),
