@@ -125,9 +125,15 @@ def decode_tools(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def prompt_ends_on_user(row: dict[str, Any]) -> bool:
-    """The README's filter for TRL's preference trainers: TRL (0.24) accepts a prompt that ends on a user or
-    assistant turn only; tool-calling pairs whose prompt ends on the tool's result raise there."""
+    """The README's filter for TRL before 1.0 (0.24 is what LLaMA-Factory pins): its preference preprocessing
+    raises on a prompt that ends on the tool's result. TRL 1.x accepts such prompts."""
     return row["prompt"][-1]["role"] == "user"
+
+
+def _trl_accepts_tool_prompts() -> bool:
+    import trl
+
+    return int(trl.__version__.split(".")[0]) >= 1
 
 
 def test_trl_applies_its_chat_template(loaded: dict[str, datasets.DatasetDict]) -> None:
@@ -148,7 +154,9 @@ def test_trl_applies_its_chat_template(loaded: dict[str, datasets.DatasetDict]) 
             if turn["role"] == "tool":
                 assert f"<|tool|>{turn['content']}<|end|>" in text
         assert row["messages"][-1]["content"] in text
-    for row in filter(prompt_ends_on_user, map(plain_turns, loaded["reward"]["train"])):
+    rows = list(map(plain_turns, loaded["reward"]["train"]))
+    assert any(not prompt_ends_on_user(row) for row in rows)
+    for row in rows if _trl_accepts_tool_prompts() else filter(prompt_ends_on_user, rows):
         assert is_conversational(row)
         pair = maybe_apply_chat_template({k: row[k] for k in ("prompt", "chosen", "rejected")}, tokenizer,
                                          tools=decode_tools(row)["tools"])
@@ -167,6 +175,12 @@ def _tiny_model(tokenizer: Any, head: str) -> Any:
     return cls(config)
 
 
+def _tokenized(dataset: datasets.Dataset, parts: tuple[str, ...]) -> bool:
+    """Every part has its token ids (`chosen_input_ids` in TRL 0.24, `chosen_ids` in 1.x), none empty."""
+    columns = {part: [c for c in dataset.column_names if c in (f"{part}_input_ids", f"{part}_ids")] for part in parts}
+    return all(len(found) == 1 and all(dataset[found[0]]) for found in columns.values())
+
+
 def test_trl_trainers_prepare_and_step(loaded: dict[str, datasets.DatasetDict], tmp_path: Path) -> None:
     trl = pytest.importorskip("trl")
     tokenizer = _tiny_tokenizer()
@@ -174,18 +188,21 @@ def test_trl_trainers_prepare_and_step(loaded: dict[str, datasets.DatasetDict], 
               "use_cpu": True, "save_strategy": "no", "logging_strategy": "no"}
     sft = loaded["sft"]["train"].map(decode_tools)
     trainer = trl.SFTTrainer(model=_tiny_model(tokenizer, "lm"), processing_class=tokenizer, train_dataset=sft,
-                             args=trl.SFTConfig(max_length=256, **common))
+                             args=trl.SFTConfig(max_length=2048, **common))
     assert len(trainer.train_dataset) == len(sft) and "input_ids" in trainer.train_dataset.column_names
     trainer.train()
-    reward = loaded["reward"]["train"].filter(prompt_ends_on_user)
+    reward = loaded["reward"]["train"]
+    if not _trl_accepts_tool_prompts():
+        reward = reward.filter(prompt_ends_on_user)
     assert any(row["tools"] for row in reward)                   # tool-calling pairs remain
-    dpo = trl.DPOTrainer(model=_tiny_model(tokenizer, "lm"), processing_class=tokenizer, train_dataset=reward,
-                         args=trl.DPOConfig(max_length=256, **common))
-    assert {"prompt_input_ids", "chosen_input_ids", "rejected_input_ids"} <= set(dpo.train_dataset.column_names)
+    dpo = trl.DPOTrainer(model=_tiny_model(tokenizer, "lm"), ref_model=_tiny_model(tokenizer, "lm"),
+                         processing_class=tokenizer, train_dataset=reward,
+                         args=trl.DPOConfig(max_length=2048, **common))
+    assert _tokenized(dpo.train_dataset, ("prompt", "chosen", "rejected"))
     dpo.train()
     rm = trl.RewardTrainer(model=_tiny_model(tokenizer, "cls"), processing_class=tokenizer,
-                           train_dataset=reward.map(decode_tools), args=trl.RewardConfig(max_length=256, **common))
-    assert {"chosen_input_ids", "rejected_input_ids"} <= set(rm.train_dataset.column_names)
+                           train_dataset=reward.map(decode_tools), args=trl.RewardConfig(max_length=2048, **common))
+    assert _tokenized(rm.train_dataset, ("chosen", "rejected"))
     rm.train()
 
 
