@@ -36,8 +36,10 @@ demo: $(MEDCORPUS)
 ## The real build: fetch every enabled source from its host, then build out/.
 ## With no dataset host reachable it reads the download cache, and takes only the sources missing from it
 ## from the bundled sample mirror, and says so (it never replaces a real corpus in out/ with samples).
+## Publishable profile: sources whose terms forbid redistribution are left out (listed in the card), so
+## `make publish` accepts the output; for private use run `medcorpus build` (profile `all`) yourself.
 build-corpus: $(MEDCORPUS)
-	$(MEDCORPUS) build --offline-mirror examples/mirror $(WORKERS_ARG)
+	$(MEDCORPUS) build --offline-mirror examples/mirror $(WORKERS_ARG) --license-profile publishable
 	$(MEDCORPUS) validate out
 
 fetch: $(MEDCORPUS)

@@ -35,13 +35,14 @@ from etl.read.base import SourceFileError
 from etl.schemas import REJECTS_SCHEMA, arrow_schema
 from etl.stages.pipeline import default_stages
 from etl.stages.text import row_texts
+from etl.tokens import TokenTally, load_counter
 from etl.ui import Reporter
 from etl.write import Shard, ShardedWriter, file_sha256
 
 log = logging.getLogger("medcorpus")
 
 SPLITS = ("train", "validation", "test")
-OUTPUT_ENTRIES = (*TASKS, "rejects", "stats", "README.md")
+OUTPUT_ENTRIES = (*TASKS, "eval", "rejects", "stats", "README.md")
 STAGE_COUNTER = {"exact_dedup": "exact_dup", "near_dedup": "near_dup", "decontaminate": "decontaminated",
                  "quality": "low_quality"}
 # A stage's own per-source counters (etl.stages.base.settle) land in the manifest under these keys.
@@ -78,6 +79,16 @@ class BuildOptions:
     license_deny: tuple[str, ...] = ()      # licence categories that exclude a training source
     fallback_mirror: Path | None = None     # offline: sources not in the download cache come from this mirror
     allow_sample_over_real: bool = False    # let sample-mirror sources replace an output built from real data
+    license_profile: str = "all"            # a key of LICENCE_PROFILES: categories it denies besides license_deny
+    tokenizer: str | None = None            # HF tokenizer (name in the local cache, or a folder) for token counts
+
+
+# `publishable`: only what may be redistributed (what `medcorpus publish` accepts without --allow-license).
+LICENCE_PROFILES: dict[str, tuple[str, ...]] = {"all": (), "publishable": ("no-redistribution", "copyrighted")}
+
+
+def denied_categories(options: BuildOptions) -> set[str]:
+    return set(options.license_deny) | set(LICENCE_PROFILES[options.license_profile])
 
 
 def licence_categories(source: Source) -> set[str]:
@@ -86,14 +97,14 @@ def licence_categories(source: Source) -> set[str]:
 
 
 def licence_exclusion(source: Source, options: BuildOptions) -> str | None:
-    """Why `--license-allow/--license-deny` leave this source out, or None. Eval sources are never
-    left out: they are not redistributed, only used to find benchmark items in training data."""
-    if source.role == "eval":
-        return None
+    """Why `--license-allow/--license-deny` leave this source out, or None. The gate applies to eval sources
+    too: an excluded one is still read to decontaminate the training data (nothing of it is output) but
+    withheld from the `eval` config (see run_build)."""
     categories = licence_categories(source)
-    denied = sorted(categories & set(options.license_deny))
+    denied = sorted(categories & denied_categories(options))
     if denied:
-        return f"licence category {', '.join(denied)} is denied (--license-deny)"
+        how = "--license-deny" if set(denied) & set(options.license_deny) else f"--license-profile {options.license_profile}"
+        return f"licence category {', '.join(denied)} is denied ({how})"
     if options.license_allow and not categories <= set(options.license_allow):
         missing = sorted(categories - set(options.license_allow))
         return f"licence category {', '.join(missing)} is not allowed (--license-allow)"
@@ -112,6 +123,9 @@ class SourceOutcome:
     written: int = 0
     langs: Counter[str] = field(default_factory=Counter)
     from_sample: bool = False              # read from the offline fallback mirror, not the real files
+    written_by_split: Counter[str] = field(default_factory=Counter)
+    eval_written: int = 0
+    withheld: str | None = None            # an eval source the licence gate keeps out of the `eval` config
 
 
 @dataclass
@@ -482,7 +496,7 @@ def _eval_scan(outcomes: list[SourceOutcome]) -> Any:
 
 
 def run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, work_dir: Path,
-              options: BuildOptions, reporter: Reporter) -> list[Shard]:
+              options: BuildOptions, reporter: Reporter, tally: TokenTally | None = None) -> list[Shard]:
     build = catalog.build
     shards: list[Shard] = []
     by_id = {o.source.id: o for o in outcomes}
@@ -519,7 +533,12 @@ def run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, wo
                 if split not in writers:
                     writers[split] = ShardedWriter(staging, task, split, arrow_schema(task),
                                                    build.shard_max_bytes, build.row_group_rows)
-                writers[split].write(batch.filter(mask))
+                part = batch.filter(mask)
+                for item in pc.value_counts(part.column("source")).to_pylist():
+                    by_id[item["values"]].written_by_split[split] += item["counts"]
+                if tally is not None:
+                    tally.add(task, split, part)
+                writers[split].write(part)
         for split in SPLITS:
             if split in writers:
                 shards.extend(writers[split].close())
@@ -555,6 +574,45 @@ def _gather_stage_counts(run: TaskRun, by_id: dict[str, SourceOutcome], task: st
         (run.report_dir / f"drops-{stage_name}.jsonl").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
 
 
+EVAL_SPLIT = "test"   # the eval config has one split; each row's `split` column keeps its upstream split
+
+
+def _as_eval_batch(batch: pa.RecordBatch, source: Source) -> pa.RecordBatch:
+    """Converted eval rows of one source in the `eval` config's columns. Eval rows are not language
+    tagged: `lang` is the catalogue's declared language (when it is a code) with `lang_score` 0."""
+    schema = arrow_schema("eval")
+    n = batch.num_rows
+    declared = source.lang if len(source.lang) == 2 and source.lang.isalpha() else "und"
+    arrays = []
+    for field_ in schema:
+        if field_.name == "task":
+            arrays.append(pa.repeat(pa.scalar(source.task, pa.string()), n))
+        elif field_.name == "lang":
+            arrays.append(pa.repeat(pa.scalar(declared, pa.string()), n))
+        elif field_.name in batch.schema.names:
+            arrays.append(batch.column(field_.name).cast(field_.type))
+        else:
+            arrays.append(pa.nulls(n, field_.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def write_eval(outcomes: list[SourceOutcome], staging: Path, build: Any, tally: TokenTally | None = None) -> list[Shard]:
+    """The `eval` config: every eval row (eval-role sources and the eval splits of training sources), as
+    converted, in catalogue order; sources the licence gate withholds are left out."""
+    writer = ShardedWriter(staging, "eval", EVAL_SPLIT, arrow_schema("eval"), build.shard_max_bytes,
+                           build.row_group_rows)
+    for outcome in outcomes:
+        if outcome.converted is None or outcome.withheld:
+            continue
+        for batch in scan_parquet([outcome.converted.eval_path]):
+            if batch.num_rows:
+                writer.write(_as_eval_batch(batch, outcome.source))
+                outcome.eval_written += batch.num_rows
+                if tally is not None:
+                    tally.add("eval", EVAL_SPLIT, batch, task=outcome.source.task)
+    return writer.close()
+
+
 def write_rejects(outcomes: list[SourceOutcome], staging: Path, build_max_bytes: int) -> list[Shard]:
     writer = ShardedWriter(staging, "rejects", "rejects", REJECTS_SCHEMA, build_max_bytes, 100_000, prefix="rejects")
     for outcome in outcomes:
@@ -580,6 +638,8 @@ def source_entry(outcome: SourceOutcome) -> dict[str, Any]:
     for stage_name, key in STAGE_TALLY.items():
         counts[key] = dict(sorted(outcome.stage_counts.get(stage_name, Counter()).items()))
     counts["written"] = outcome.written
+    counts["written_by_split"] = dict(sorted(outcome.written_by_split.items()))
+    counts["eval_written"] = outcome.eval_written
     return {
         "name": source.name, "task": source.task, "role": source.role, "host": source.host,
         "license": source.license, "license_terms": list(source.license_terms),
@@ -587,7 +647,7 @@ def source_entry(outcome: SourceOutcome) -> dict[str, Any]:
         # the commit the files were read at (a branch in the catalogue is recorded as what it resolved to)
         "revision": (outcome.fetched.revision if outcome.fetched else None) or source.revision,
         "lang": source.lang, "priority": source.priority,
-        "status": outcome.status, "error": outcome.error,
+        "status": outcome.status, "error": outcome.error, "withheld": outcome.withheld,
         "files": [{"path": f.relpath, "size": f.size, "sha256": f.sha256} for f in outcome.fetched.files]
         if outcome.fetched else [],
         "counts": counts,
@@ -613,6 +673,7 @@ def make_manifest(catalog: Catalog, outcomes: list[SourceOutcome], shards: list[
             totals[STAGE_COUNTER.get(stage_name, f"removed_by_{stage_name}")] += n
         totals["written"] += outcome.written
         totals["redacted"] += sum(outcome.stage_counts.get("redact", Counter()).values())
+        totals["eval_written"] += outcome.eval_written
         totals[f"sources_{outcome.status}"] += 1
     sources = {o.source.id: source_entry(o) for o in outcomes}
     samples = sorted(o.source.id for o in outcomes if o.from_sample)
@@ -620,16 +681,32 @@ def make_manifest(catalog: Catalog, outcomes: list[SourceOutcome], shards: list[
         sources[outcome.source.id]["from_mirror"] = outcome.from_sample or (
             options.mirror is not None and outcome.source.host != "builtin")
     return {
-        "tool": "medcorpus", "version": __version__, "config_hash": catalog.config_hash(),
+        "tool": "medcorpus", "version": __version__, "config_hash": catalog.config_hash(**build_overrides(options)),
         "from_mirror": options.mirror is not None or bool(samples),
         "sample_sources": samples,
         "build": {**catalog.build.model_dump(mode="json"), "license_allow": sorted(options.license_allow),
-                  "license_deny": sorted(options.license_deny)},
+                  "license_deny": sorted(options.license_deny), "license_profile": options.license_profile,
+                  "tokenizer": options.tokenizer},
         "sources": sources,
         "splits": splits,
         "shards": [s.as_dict() for s in shards],
         "totals": dict(sorted(totals.items())),
     }
+
+
+def build_overrides(options: BuildOptions) -> dict[str, Any]:
+    """Command-line settings that change the output, for the config hash: two builds that differ in them
+    must not share a hash. Unset ones are left out, so a plain build keeps the catalogue's hash."""
+    overrides: dict[str, Any] = {}
+    if options.license_allow:
+        overrides["license_allow"] = sorted(options.license_allow)
+    if options.license_deny:
+        overrides["license_deny"] = sorted(options.license_deny)
+    if options.license_profile != "all":
+        overrides["license_profile"] = options.license_profile
+    if options.tokenizer:
+        overrides["tokenizer"] = options.tokenizer
+    return overrides
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -694,6 +771,7 @@ def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> Bu
     With no previous output there is nothing to keep: the result (with its failures recorded) is OUT."""
     out = options.out
     sources = [_with_build_settings(s, catalog) for s in catalog.select(options.source_ids, options.tasks)]
+    tally = TokenTally(load_counter(options.tokenizer))  # a tokenizer that cannot load fails before any work
     with OutputLock(out, reporter):
         previous, owned = previous_output(out)
         work_dir = out / ".work"
@@ -703,7 +781,10 @@ def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> Bu
         outcomes = [SourceOutcome(s) for s in sources]
         for outcome in outcomes:
             reason = licence_exclusion(outcome.source, options)
-            if reason:
+            if reason and outcome.source.role == "eval":
+                outcome.withheld = reason
+                reporter.info(f"{outcome.source.id}: used for decontamination only, not written to `eval`: {reason}")
+            elif reason:
                 outcome.status, outcome.error = "skipped", reason
                 reporter.info(f"{outcome.source.id}: left out: {reason}")
         plan_samples(catalog, outcomes, options, previous)
@@ -713,9 +794,11 @@ def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> Bu
                 reporter.warn(f"{outcome.source.id}: skipped: set build.persona.name and build.persona.author "
                               "in the catalogue to generate identity data")
                 outcome.status = "skipped"
-        shards = run_tasks(catalog, outcomes, staging, work_dir, options, reporter)
+        shards = run_tasks(catalog, outcomes, staging, work_dir, options, reporter, tally)
+        shards += write_eval(outcomes, staging, catalog.build, tally)
         shards += write_rejects(outcomes, staging, catalog.build.shard_max_bytes)
         manifest = make_manifest(catalog, outcomes, shards, options)
+        manifest["tokens"] = tally.as_manifest()
         _write_card(staging, manifest, reporter)
         manifest["files"] = output_files(staging)
         manifest["entries"] = sorted(p.name for p in staging.iterdir())

@@ -19,6 +19,7 @@ import yaml
 from etl.chart import render_composition
 
 TASKS = ("pretrain", "sft", "reward")
+CONFIGS = (*TASKS, "eval")   # eval: the eval-role rows of every task (benchmarks), never trained on
 SPLITS = ("train", "validation", "test")
 CHART_PATH = "stats/composition.png"
 
@@ -42,8 +43,9 @@ TERM_NOTES = {
     "academic-only": ("Academic research only", "are licensed for academic research and nothing else"),
     "copyrighted": ("Copyrighted", "carry no open licence; use is at your own risk and may need the rights "
                     "holders' permission"),
-    "no-redistribution": ("Redistribution forbidden upstream", "are in this copy only because the publisher "
-                          "explicitly allowed it (`medcorpus publish --license-allow`)"),
+    "no-redistribution": ("Redistribution forbidden upstream", "have terms that forbid redistribution: this copy "
+                          "is for private use; `medcorpus publish` refuses it unless `--license-allow ID` names "
+                          "each source, which only a holder of the right to redistribute may do"),
     "unclear": ("Unclear licence", "have unclear terms upstream; check the upstream page before use"),
 }
 WARNED_TERMS = ("non-commercial", "academic-only", "copyrighted", "no-redistribution")
@@ -72,7 +74,7 @@ def render_card(manifest: dict) -> str:
                                  default_flow_style=False, width=1000) + "---\n",
         _intro(manifest, included),
         _composition(manifest, included),
-        _licences(manifest, included),
+        _licences(manifest, redistributed_sources(manifest)),
         _columns(),
         _build(manifest),
         _privacy_and_quality(manifest, included),
@@ -88,6 +90,17 @@ def included_sources(manifest: dict) -> dict[str, dict]:
             if entry.get("role", "train") == "train" and _written(entry) > 0}
 
 
+def eval_sources(manifest: dict) -> dict[str, dict]:
+    """Sources with rows in the `eval` config (eval-role sources and the eval splits of training sources)."""
+    return {sid: entry for sid, entry in sorted(manifest.get("sources", {}).items())
+            if int((entry.get("counts") or {}).get("eval_written") or 0) > 0}
+
+
+def redistributed_sources(manifest: dict) -> dict[str, dict]:
+    """Every source some row of which is in the output: training and eval configs."""
+    return dict(sorted({**included_sources(manifest), **eval_sources(manifest)}.items()))
+
+
 def split_rows(manifest: dict) -> dict[str, dict[str, int]]:
     """Rows per task and split, from `splits` (or, failing that, from the shard list)."""
     result: dict[str, dict[str, int]] = {}
@@ -99,7 +112,7 @@ def split_rows(manifest: dict) -> dict[str, dict[str, int]]:
     else:
         for shard in manifest.get("shards") or []:
             task, split = shard.get("task"), shard.get("split")
-            if task in TASKS and split:
+            if task in CONFIGS and split:
                 by_task = result.setdefault(task, {})
                 by_task[split] = by_task.get(split, 0) + int(shard.get("rows") or 0)
     return result
@@ -125,7 +138,7 @@ def size_category(rows: int) -> str:
 
 def card_metadata(manifest: dict) -> dict[str, Any]:
     """The YAML front matter, as an ordered dict ready for `yaml.safe_dump(sort_keys=False)`."""
-    included = included_sources(manifest)
+    included = redistributed_sources(manifest)
     licenses = sorted({hub_license_id(e.get("license", "")) for e in included.values()}) or ["unknown"]
     langs = sorted({lang for e in included.values() for lang, n in (e.get("langs") or {}).items()
                     if n and re.fullmatch(r"[a-z]{2,3}", lang) and lang != "und"})
@@ -152,7 +165,7 @@ def card_metadata(manifest: dict) -> dict[str, Any]:
         {"config_name": task,
          "data_files": [{"split": split, "path": f"{task}/{split}-*.parquet"}
                         for split in SPLITS if rows.get(task, {}).get(split, 0) > 0]}
-        for task in tasks_present
+        for task in [*tasks_present, *(["eval"] if sum(rows.get("eval", {}).values()) else [])]
     ]
     return meta
 
@@ -183,8 +196,10 @@ def _link(entry: dict) -> str:
 
 def _intro(manifest: dict, included: dict[str, dict]) -> str:
     rows = split_rows(manifest)
-    configs = [t for t in TASKS if sum(rows.get(t, {}).values()) > 0]
-    lines = [
+    configs = [t for t in CONFIGS if sum(rows.get(t, {}).values()) > 0]
+    tokens = manifest.get("tokens") or {}
+    token_rows = tokens.get("configs") or {}
+    lines = [*_sample_warning(manifest),
         "# MedCorpus",
         "",
         "A deduplicated, decontaminated Chinese/English medical corpus merged from "
@@ -192,20 +207,34 @@ def _intro(manifest: dict, included: dict[str, dict]) -> str:
         f"{len(configs)} configuration{'s' if len(configs) != 1 else ''} "
         f"({', '.join(f'`{t}`' for t in configs) or 'none'}) that load directly with `datasets`:",
         "",
-        "| config | split | rows |",
-        "|---|---|---:|",
+        "| config | split | rows | tokens |",
+        "|---|---|---:|---:|",
     ]
-    for task in TASKS:
+    for task in CONFIGS:
         for split in SPLITS:
             n = rows.get(task, {}).get(split, 0)
             if n:
-                lines.append(f"| {task} | {split} | {n:,} |")
+                count = (token_rows.get(task) or {}).get(split)
+                lines.append(f"| {task} | {split} | {n:,} | {f'{count:,}' if count is not None else 'n/a'} |")
+    if tokens:
+        lines += ["", f"Tokens: {tokens.get('label')}."]
+    if rows.get("eval"):
+        lines += ["", "`eval` holds the benchmark items the training configs were decontaminated against "
+                  "(eval-role sources and the held-out splits of training sources), in the task formats, with a "
+                  "`task` column saying which columns a row fills; it is never part of training. Its one split is "
+                  "`test`; each row's `split` column keeps the upstream split."]
+    held_out = [f"`{task}` {split}" for task in TASKS for split in ("validation", "test") if rows.get(task, {}).get(split)]
+    if held_out:
+        lines += ["", "Held-out splits of training configs come from the upstream files' own splits (for example "
+                  "hh-rlhf's `test` files become `reward`'s `test` split): " + ", ".join(held_out) + ". They went "
+                  "through the same deduplication as `train`; use them as `eval_dataset`."]
     lines += [
         "",
         "```python",
         "from datasets import load_dataset",
         "",
         'sft = load_dataset("ORG/NAME", "sft")          # or the local output folder',
+        'bench = load_dataset("ORG/NAME", "eval", split="test")',
         "```",
         "",
         "Rows that could not be converted are kept, with the reason, in "
@@ -216,6 +245,46 @@ def _intro(manifest: dict, included: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _sample_warning(manifest: dict) -> list[str]:
+    if not manifest.get("from_mirror"):
+        return []
+    return ["> [!WARNING]", "> **SAMPLE DATA.** This copy was built from a local mirror (`--mirror`), such as the "
+            "bundled samples of `make demo`, not from the full upstream datasets. Do not train on it or publish "
+            "it as the corpus.", ""]
+
+
+def split_cell(entry: dict) -> str:
+    """A source's written rows by split: `train 5, validation 2`."""
+    by_split = (entry.get("counts") or {}).get("written_by_split") or {}
+    return ", ".join(f"{split} {by_split[split]:,}" for split in SPLITS if by_split.get(split)) or "n/a"
+
+
+def config_summary(manifest: dict) -> list[str]:
+    """Rows (and tokens) per config and split, the token method, and what the licence gate left out: the
+    lines the build summary prints."""
+    rows = split_rows(manifest)
+    tokens = manifest.get("tokens") or {}
+    lines = []
+    for config in CONFIGS:
+        per_split = rows.get(config) or {}
+        counted = (tokens.get("configs") or {}).get(config) or {}
+        parts = [f"{split} {n:,} rows" + (f" / {counted[split]:,} tokens" if split in counted else "")
+                 for split in SPLITS if (n := per_split.get(split))]
+        if parts:
+            lines.append(f"{config}: " + ", ".join(parts))
+    if tokens:
+        lines.append(f"tokens: {tokens.get('label')}")
+    sources = manifest.get("sources") or {}
+    left_out = sorted(sid for sid, e in sources.items() if e.get("status") == "skipped" and "licence" in (e.get("error") or ""))
+    withheld = sorted(sid for sid, e in sources.items() if e.get("withheld"))
+    if left_out:
+        lines.append("left out by licence: " + ", ".join(left_out) + " (for private use build with "
+                     "--license-profile all and without --license-allow/--license-deny)")
+    if withheld:
+        lines.append("eval sources used for decontamination only, not written: " + ", ".join(withheld))
+    return lines
+
+
 def _composition(manifest: dict, included: dict[str, dict]) -> str:
     lines = ["## Composition", "", f"![Rows per source and language mix]({CHART_PATH})", ""]
     for task in TASKS:
@@ -224,18 +293,21 @@ def _composition(manifest: dict, included: dict[str, dict]) -> str:
             continue
         task_total = sum(_written(e) for e in members.values())
         lines += [f"### {task}", "",
-                  "| source | rows | share | languages | exact dups | near dups | decontaminated "
+                  "| source | rows | by split | tokens | share | languages | exact dups | near dups | decontaminated "
                   "| license | upstream |",
-                  "|---|---:|---:|---|---:|---:|---:|---|---|"]
+                  "|---|---:|---|---:|---:|---|---:|---:|---:|---|---|"]
         for sid, entry in sorted(members.items(), key=lambda kv: (-_written(kv[1]), kv[0])):
             counts = entry.get("counts") or {}
+            source_tokens = ((manifest.get("tokens") or {}).get("sources") or {}).get(sid)
             lines.append(
-                f"| `{sid}` | {_written(entry):,} | {_percent(_written(entry), task_total)} "
+                f"| `{sid}` | {_written(entry):,} | {split_cell(entry)} "
+                f"| {f'{source_tokens:,}' if source_tokens is not None else 'n/a'} "
+                f"| {_percent(_written(entry), task_total)} "
                 f"| {_lang_mix(entry.get('langs') or {})} | {int(counts.get('exact_dup') or 0):,} "
                 f"| {int(counts.get('near_dup') or 0):,} | {int(counts.get('decontaminated') or 0):,} "
                 f"| {_cell(entry.get('license') or 'unknown')} | {_link(entry)} |"
             )
-        lines += [f"| **total** | **{task_total:,}** | 100.0% | | | | | | |", ""]
+        lines += [f"| **total** | **{task_total:,}** | | | 100.0% | | | | | | |", ""]
     if not included:
         lines += ["This build contains no rows.", ""]
     return "\n".join(lines)
@@ -277,6 +349,9 @@ def _licences(manifest: dict, included: dict[str, dict]) -> str:
         if build.get(key):
             lines += [f"Licence categories {label} at build time: "
                       + ", ".join(f"`{v}`" for v in build[key]) + ".", ""]
+    if build.get("license_profile") == "publishable":
+        lines += ["Built with `--license-profile publishable`: sources whose terms forbid redistribution "
+                  "(`no-redistribution`, `copyrighted`) were left out (listed below).", ""]
     return "\n".join(lines)
 
 
@@ -291,15 +366,22 @@ def _columns() -> str:
         "| config | task columns | format |",
         "|---|---|---|",
         "| pretrain | `text` (string) | plain text |",
-        "| sft | `messages`: list of `{role, content}` | TRL conversational language modelling: optional "
-        "`system`, then `user`/`assistant` alternating, ending with `assistant` |",
-        "| reward | `prompt`: list of `{role, content}`, `chosen` (string), `rejected` (string) | TRL "
-        "preference data (DPO, reward modelling): the conversation up to the last user turn, then the "
-        "preferred and the rejected reply |",
+        "| sft | `messages`: list of `{role, content, tool_calls}`; `tools` (string or null) | TRL conversational "
+        "language modelling: optional `system`, then `user`/`assistant` alternating, ending with `assistant` |",
+        "| reward | `prompt`: list of turns; `chosen`, `rejected`: each a list of one `assistant` turn; `tools` | TRL "
+        "conversational preference (DPO, reward modelling): the conversation up to the last user (or tool) turn, "
+        "then the preferred and the rejected reply |",
+        "| eval | `task`, then the columns of that task (the others null) | the benchmarks, in the formats above |",
+        "",
+        "Tool calling: `tools` is null on plain rows; on tool-calling rows it is a JSON list of tool schemas "
+        "(`{type: function, function: {name, description, parameters}}`). A turn that calls tools is an "
+        "`assistant` turn with empty `content` and `tool_calls` = `[{type: function, function: {name, arguments}}]` "
+        "(`arguments` a JSON object string); each result is a `tool` turn. `tool_calls` is null on every other turn "
+        "(Parquet stores one struct for all turns; TRL's trainers drop null keys).",
         "",
         "The sft and reward configs feed TRL's `SFTTrainer`, `DPOTrainer` and `RewardTrainer` "
-        "without remapping; `medcorpus export --format llamafactory` writes files and a "
-        "`dataset_info.json` for LLaMA-Factory.",
+        "without remapping (decode `tools` with `json.loads` for tool-calling rows); "
+        "`medcorpus export --format llamafactory` writes files and a `dataset_info.json` for LLaMA-Factory.",
         "",
     ])
 
@@ -333,8 +415,8 @@ def _build(manifest: dict) -> str:
     lines[-1] += (", language tagging" + (f" ({', '.join(langid.get('langs') or [])})" if langid else "")
                   + ", and sharded Parquet writing in a deterministic row order.")
     if manifest.get("from_mirror"):
-        lines += ["", "> **Note:** this copy was built from a local mirror (`--mirror`), e.g. the bundled "
-                  "samples, not necessarily from the full upstream datasets."]
+        lines += ["", "> **Warning: sample data.** This copy was built from a local mirror (`--mirror`), e.g. the "
+                  "bundled samples, not from the full upstream datasets."]
     lines += ["", "Dedup keeps, in each cluster, the row of the source with the highest priority, then the "
               "longest, then the smallest id.", "", "Full build configuration:", "", "```json",
               json.dumps(build, sort_keys=True, indent=2, ensure_ascii=False), "```", ""]
@@ -395,14 +477,22 @@ def _privacy_and_quality(manifest: dict, included: dict[str, dict]) -> str:
 def _not_included(manifest: dict) -> str:
     sources = manifest.get("sources") or {}
     evals = sorted(sid for sid, e in sources.items() if e.get("role") == "eval")
+    in_eval = [sid for sid in evals if int((sources[sid].get("counts") or {}).get("eval_written") or 0)]
+    withheld = [sid for sid in evals if sources[sid].get("withheld")]
     missing = sorted(sid for sid, e in sources.items()
                      if e.get("role", "train") == "train" and _written(e) == 0)
     if not evals and not missing:
         return ""
-    lines = ["## Sources not in the corpus", ""]
-    if evals:
-        lines += ["Evaluation sets, used only to decontaminate the training data: "
-                  + ", ".join(f"{_link(sources[s])} (`{s}`)" for s in evals) + ".", ""]
+    lines = ["## Evaluation sets and sources not in the training configs", ""]
+    if in_eval:
+        lines += ["Evaluation sets, used to decontaminate the training data and published as the `eval` config: "
+                  + ", ".join(f"{_link(sources[s])} (`{s}`, {int(sources[s]['counts']['eval_written']):,} rows)"
+                              for s in in_eval) + ".", ""]
+    if withheld:
+        lines += ["Evaluation sets used only to decontaminate the training data, and not redistributed (their "
+                  "licence was excluded at build time): "
+                  + ", ".join(f"{_link(sources[s])} (`{s}`: {_cell(sources[s]['withheld'])})" for s in withheld)
+                  + ".", ""]
     if missing:
         lines += ["| source | status | reason |", "|---|---|---|"]
         for sid in missing:
@@ -411,6 +501,9 @@ def _not_included(manifest: dict) -> str:
             reason = error[0][:200] if error else "no rows left after filtering"
             lines.append(f"| `{sid}` | {_cell(entry.get('status') or 'ok')} | {_cell(reason)} |")
         lines.append("")
+        if any("--license-profile" in (sources[sid].get("error") or "") for sid in missing):
+            lines += ["Sources left out by the licence profile may still be used privately: build with "
+                      "`medcorpus build --license-profile all` (the default), and do not publish that output.", ""]
     return "\n".join(lines)
 
 

@@ -281,8 +281,9 @@ class Catalog(_Strict):
             chosen = [s for s in chosen if s.task in tasks]
         return chosen
 
-    def config_hash(self) -> str:
-        blob = json.dumps(self.build.model_dump(mode="json"), sort_keys=True)
+    def config_hash(self, **overrides: Any) -> str:
+        """Hash of the build settings; `overrides` are command-line settings that change the output."""
+        blob = json.dumps({**self.build.model_dump(mode="json"), **overrides}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -165,6 +165,12 @@ def add_build_args(parser: argparse.ArgumentParser) -> None:
                              "(a source with no stated restriction is `permissive`)")
     parser.add_argument("--license-deny", nargs="+", default=[], choices=licence_choices, metavar="CATEGORY",
                         help="leave out training sources with any of these licence categories")
+    parser.add_argument("--license-profile", choices=["all", "publishable"], default="all",
+                        help="publishable: leave out what may not be redistributed (no-redistribution, "
+                             "copyrighted), so `medcorpus publish` accepts the output (default: all)")
+    parser.add_argument("--tokenizer", metavar="NAME_OR_PATH",
+                        help="count tokens with this Hugging Face tokenizer (a folder, or a name already in "
+                             "the local cache; never downloaded); without it the counts are a character estimate")
     parser.add_argument("--explain-dups", type=int, default=0, metavar="N",
                         help="after the build, show N sample duplicate clusters per task and stage")
     parser.add_argument("--explain-drops", type=int, default=0, metavar="N",
@@ -175,6 +181,8 @@ def add_build_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from etl.tokens import TokenizerError
+
     catalog = open_catalog(args.catalog)
     fallback = None
     if args.mirror is None and args.offline_mirror is not None and not hosts_reachable():
@@ -193,10 +201,14 @@ def cmd_build(args: argparse.Namespace) -> int:
                            mirror=args.mirror, cache_dir=args.cache, workers=args.workers,
                            keep_going=args.keep_going, force_fetch=getattr(args, "force", False),
                            license_allow=tuple(args.license_allow), license_deny=tuple(args.license_deny),
-                           fallback_mirror=fallback, allow_sample_over_real=args.allow_sample_over_real)
+                           fallback_mirror=fallback, allow_sample_over_real=args.allow_sample_over_real,
+                           license_profile=args.license_profile, tokenizer=args.tokenizer)
     with Reporter() as reporter:
         try:
             result = run_build(catalog, options, reporter)
+        except TokenizerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         except OSError as exc:
             # A full disk or a permission error: the previous complete output is untouched (the new one
             # was being staged beside it); say what happened and where.
@@ -299,6 +311,8 @@ def explain_drops(out: Path, n: int) -> None:
 
 
 def print_summary(result: BuildResult) -> None:
+    from etl.card import config_summary, split_cell
+
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
     table = Table("source", "task", "status", "converted from", "read", "converted", "rejected (by reason)", "filtered",
                   "eval", "redacted", "low quality", "exact dup", "near dup", "decontam.", "written",
@@ -313,7 +327,8 @@ def print_summary(result: BuildResult) -> None:
                       *(str(counts.get(k, 0)) for k in ("read", "converted")), rejected,
                       *(str(counts.get(k, 0)) for k in ("filtered", "eval_rows")),
                       str(sum(counts.get("redacted", {}).values())), str(counts.get("low_quality", 0)),
-                      *(str(counts.get(k, 0)) for k in ("exact_dup", "near_dup", "decontaminated", "written")))
+                      *(str(counts.get(k, 0)) for k in ("exact_dup", "near_dup", "decontaminated")),
+                      split_cell(result.manifest["sources"][outcome.source.id]) if counts.get("written") else "0")
     console.print(table)
     for outcome in result.outcomes:  # a wrong-shape file is one catalogue mistake: one line, not N rejects
         files = result.manifest["sources"][outcome.source.id]["counts"].get("schema_mismatch_files", {})
@@ -335,6 +350,8 @@ def print_summary(result: BuildResult) -> None:
                       markup=False, style="yellow")
     console.print(f"written {totals.get('written', 0)} rows; rejected {totals.get('rejected', 0)} records; "
                   f"{len(result.failed)} source(s) failed", markup=False)
+    for line in config_summary(result.manifest):
+        console.print(line, markup=False)
 
 
 # --------------------------------------------------------------------------- validate

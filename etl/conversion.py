@@ -56,7 +56,7 @@ from etl.read.jsonfamily import sniff_layout
 from etl.read.streams import SNIFF_BYTES, buffered
 from etl.read.text import parse_text_lines
 from etl.rows import RowBuilder
-from etl.schemas import REJECTS_SCHEMA, arrow_schema
+from etl.schemas import REJECTS_SCHEMA, arrow_schema, json_schema
 
 BATCH_ROWS = 5_000
 DONE = "DONE"
@@ -113,6 +113,7 @@ def conversion_key(source: Source, fetched: FetchedSource) -> str:
         "tool": __version__,
         "entry": source.entry_hash(),
         "converter": [converter.name, converter.version],
+        "schema": json_schema(source.task),  # a changed output schema invalidates every cached conversion
         "files": [[f.relpath, f.sha256] for f in fetched.files],
     }
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False)

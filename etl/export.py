@@ -6,13 +6,18 @@ folder). Per LLaMA-Factory's documented dataset formats (data/README.md of hiyou
 
 - pretrain -> alpaca-style `{"text"}` with `columns: {prompt: text}` (plain text, no response);
 - sft, single turn (optional system, one user, one assistant) -> alpaca `instruction/input/output/system`;
-- sft, multi turn -> sharegpt `conversations` of `{from, value}` with explicit role tags and a `system`
-  column;
-- reward -> sharegpt with `ranking: true`: `conversations` (the prompt, ending with a user turn) plus
-  `chosen` / `rejected` as `{from: gpt, value}`.
+- sft, multi turn or with tools -> sharegpt `conversations` of `{from, value}` with explicit role tags, a
+  `system` and a `tools` column: an assistant turn with tool calls becomes a `function_call` turn (value: the
+  call `{"name", "arguments"}` as JSON, a JSON list for parallel calls), tool results an `observation` turn
+  (adjacent results joined by a newline: LLaMA-Factory alternates strictly), `tools` the JSON list of
+  schemas ("" for a plain row);
+- reward -> sharegpt with `ranking: true`: `conversations` (the prompt, ending with a user or observation
+  turn) plus `chosen` / `rejected` as one `{from: gpt | function_call, value}` message each.
 
 Each split of the corpus gets its own entry: `<prefix>_sft_alpaca` is train, `<prefix>_sft_alpaca_validation`
-the validation split (for `eval_dataset`). Every record keeps the corpus `id`; LLaMA-Factory ignores it.
+the validation split (for `eval_dataset`). The `eval` config (benchmarks) is exported too, by each row's
+task: `<prefix>_eval_sft_alpaca`, `<prefix>_eval_reward`, …. Every record keeps the corpus `id`;
+LLaMA-Factory ignores it.
 """
 
 from __future__ import annotations
@@ -28,21 +33,24 @@ import pyarrow.parquet as pq
 from etl.card import SPLITS, TASKS
 
 ROLE_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
-             "system_tag": "system"}
-SHAREGPT_ROLE = {"user": ROLE_TAGS["user_tag"], "assistant": ROLE_TAGS["assistant_tag"]}
+             "observation_tag": "observation", "function_tag": "function_call", "system_tag": "system"}
+SHAREGPT_ROLE = {"user": ROLE_TAGS["user_tag"], "assistant": ROLE_TAGS["assistant_tag"],
+                 "tool": ROLE_TAGS["observation_tag"]}
 
 # The dataset_info.json description of each kind of file (LLaMA-Factory's `DatasetAttr` fields).
 ENTRY_SPECS: dict[str, dict[str, Any]] = {
     "pretrain": {"columns": {"prompt": "text"}},
     "sft_alpaca": {"formatting": "alpaca",
                    "columns": {"prompt": "instruction", "query": "input", "response": "output", "system": "system"}},
-    "sft_sharegpt": {"formatting": "sharegpt", "columns": {"messages": "conversations", "system": "system"},
+    "sft_sharegpt": {"formatting": "sharegpt",
+                     "columns": {"messages": "conversations", "system": "system", "tools": "tools"},
                      "tags": ROLE_TAGS},
     "reward": {"formatting": "sharegpt", "ranking": True,
                "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected",
-                           "system": "system"},
+                           "system": "system", "tools": "tools"},
                "tags": ROLE_TAGS},
 }
+EVAL_PREFIX = "eval_"   # kinds of the `eval` config: eval_sft_alpaca, eval_reward, ... (same specs)
 
 
 class ExportError(RuntimeError):
@@ -86,30 +94,62 @@ def split_system(messages: list[dict[str, str]]) -> tuple[str, list[dict[str, st
     return "", messages
 
 
-def _sharegpt(turns: list[dict[str, str]], row_id: str) -> list[dict[str, str]]:
+def _call_value(turn: dict[str, Any]) -> str:
+    """A tool-calling turn as LLaMA-Factory's function_call value: `{"name", "arguments"}`, a list when
+    several calls are made at once; arguments decoded back to an object."""
+    calls = [{"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"] or "{}")}
+             for c in turn["tool_calls"]]
+    return json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)
+
+
+def _sharegpt_turn(turn: dict[str, Any], row_id: str) -> dict[str, str]:
+    if turn.get("tool_calls"):
+        if turn["content"].strip():
+            raise ExportError(f"{row_id}: an assistant turn holds both text and tool calls; LLaMA-Factory's "
+                              "sharegpt has no such turn")
+        return {"from": ROLE_TAGS["function_tag"], "value": _call_value(turn)}
     try:
-        return [{"from": SHAREGPT_ROLE[t["role"]], "value": t["content"]} for t in turns]
+        return {"from": SHAREGPT_ROLE[turn["role"]], "value": turn["content"]}
     except KeyError as exc:
-        raise ExportError(f"{row_id}: role {exc.args[0]!r} has no LLaMA-Factory tag (expected user/assistant "
+        raise ExportError(f"{row_id}: role {exc.args[0]!r} has no LLaMA-Factory tag (expected user/assistant/tool "
                           "after an optional leading system turn)") from None
 
 
+def _sharegpt(turns: list[dict[str, Any]], row_id: str) -> list[dict[str, str]]:
+    result: list[dict[str, str]] = []
+    for turn in turns:
+        converted = _sharegpt_turn(turn, row_id)
+        if result and converted["from"] == ROLE_TAGS["observation_tag"] == result[-1]["from"]:
+            result[-1] = {**result[-1], "value": f"{result[-1]['value']}\n{converted['value']}"}
+        else:
+            result.append(converted)
+    return result
+
+
+def _is_plain_pair(turns: list[dict[str, Any]]) -> bool:
+    return [t["role"] for t in turns] == ["user", "assistant"] and not turns[1].get("tool_calls")
+
+
 def to_llamafactory(task: str, row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(entry kind, LLaMA-Factory record) of one corpus row."""
+    """(entry kind, LLaMA-Factory record) of one corpus row; rows of the `eval` config by their `task`."""
+    if task == "eval":
+        kind, record = to_llamafactory(row["task"], row)
+        return f"{EVAL_PREFIX}{kind}", record
     if task == "pretrain":
         return "pretrain", {"text": row["text"], "id": row["id"]}
     if task == "sft":
         system, turns = split_system(row["messages"])
-        if [t["role"] for t in turns] == ["user", "assistant"]:
+        if _is_plain_pair(turns) and not row.get("tools"):
             return "sft_alpaca", {"instruction": turns[0]["content"], "input": "", "output": turns[1]["content"],
                                   "system": system, "id": row["id"]}
-        return "sft_sharegpt", {"conversations": _sharegpt(turns, row["id"]), "system": system, "id": row["id"]}
+        return "sft_sharegpt", {"conversations": _sharegpt(turns, row["id"]), "system": system,
+                                "tools": row.get("tools") or "", "id": row["id"]}
     if task == "reward":
         system, turns = split_system(row["prompt"])
         return "reward", {"conversations": _sharegpt(turns, row["id"]),
-                          "chosen": {"from": ROLE_TAGS["assistant_tag"], "value": row["chosen"]},
-                          "rejected": {"from": ROLE_TAGS["assistant_tag"], "value": row["rejected"]},
-                          "system": system, "id": row["id"]}
+                          "chosen": _sharegpt_turn(row["chosen"][0], row["id"]),
+                          "rejected": _sharegpt_turn(row["rejected"][0], row["id"]),
+                          "system": system, "tools": row.get("tools") or "", "id": row["id"]}
     raise ExportError(f"unknown task {task!r}")
 
 
@@ -138,8 +178,9 @@ def export_llamafactory(out_dir: Path, dest: Path, prefix: str = "medcorpus") ->
         raise ExportError(f"{out_dir} is not a valid output:\n" + "\n".join(f"  - {p}" for p in problems))
     manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
     sinks: dict[tuple[str, str], _Sink] = {}
-    shards = sorted((s for s in manifest["shards"] if s["task"] in TASKS),
-                    key=lambda s: (TASKS.index(s["task"]), SPLITS.index(s["split"]), s["path"]))
+    configs = (*TASKS, "eval")
+    shards = sorted((s for s in manifest["shards"] if s["task"] in configs),
+                    key=lambda s: (configs.index(s["task"]), SPLITS.index(s["split"]), s["path"]))
     try:
         for shard in shards:
             for batch in pq.ParquetFile(out_dir / shard["path"]).iter_batches(batch_size=10_000):
@@ -155,7 +196,7 @@ def export_llamafactory(out_dir: Path, dest: Path, prefix: str = "medcorpus") ->
         raise
     for sink in sinks.values():
         sink.finish()
-    kinds = list(ENTRY_SPECS)
+    kinds = [*ENTRY_SPECS, *(f"{EVAL_PREFIX}{k}" for k in ENTRY_SPECS)]
     entries = [ExportEntry(entry_name(prefix, kind, split), kind, split,
                            f"{prefix}/{entry_name(prefix, kind, split)}.jsonl", sinks[kind, split].rows)
                for kind, split in sorted(sinks, key=lambda k: (kinds.index(k[0]), SPLITS.index(k[1])))]
@@ -163,7 +204,7 @@ def export_llamafactory(out_dir: Path, dest: Path, prefix: str = "medcorpus") ->
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
     info = {k: v for k, v in info.items() if not k.startswith(f"{prefix}_")}
     for entry in entries:
-        info[entry.name] = {"file_name": entry.file_name, **ENTRY_SPECS[entry.kind]}
+        info[entry.name] = {"file_name": entry.file_name, **ENTRY_SPECS[entry.kind.removeprefix(EVAL_PREFIX)]}
     tmp = info_path.with_name(f".{info_path.name}.tmp")
     tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, info_path)
@@ -171,15 +212,23 @@ def export_llamafactory(out_dir: Path, dest: Path, prefix: str = "medcorpus") ->
 
 
 def training_snippet(dataset_dir: str, entries: list[ExportEntry]) -> str:
-    """The dataset lines of a LLaMA-Factory training config, one block per stage the export feeds."""
+    """The dataset lines of a LLaMA-Factory training config, one block per stage the export feeds. The
+    `eval_dataset` is the held-out split (validation, else test) of the same kinds; the benchmarks of the
+    `eval` config are listed as a comment, to evaluate on separately."""
     blocks = []
     for stage, kinds in (("pt", ("pretrain",)), ("sft", ("sft_alpaca", "sft_sharegpt")), ("dpo", ("reward",))):
         train = [e.name for e in entries if e.kind in kinds and e.split == "train"]
         if not train:
             continue
-        evals = [e.name for e in entries if e.kind in kinds and e.split == "validation"]
         lines = [f"# stage {stage}", f"stage: {stage}", f"dataset_dir: {dataset_dir}", f"dataset: {','.join(train)}"]
-        if evals:
-            lines.append(f"eval_dataset: {','.join(evals)}")
+        for split in ("validation", "test"):
+            held_out = [e.name for e in entries if e.kind in kinds and e.split == split]
+            if held_out:
+                lines.append(f"eval_dataset: {','.join(held_out)}  # the {split} split")
+                break
+        benchmarks = [e.name for e in entries if e.kind.removeprefix(EVAL_PREFIX) in kinds
+                      and e.kind.startswith(EVAL_PREFIX)]
+        if benchmarks:
+            lines.append(f"# benchmarks (the eval config, never trained on): {','.join(benchmarks)}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"

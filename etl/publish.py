@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from etl.card import CHART_PATH, TASKS, included_sources, split_rows
+from etl.card import CHART_PATH, CONFIGS, included_sources, redistributed_sources, split_rows
 
 BLOCKING_TERMS = ("no-redistribution", "copyrighted")
 # Above either bound the upload goes through `upload_folder`, which the library streams and splits
@@ -74,13 +74,13 @@ def licence_problems(manifest: dict[str, Any], allow: Iterable[str] = ()) -> lis
     sources = manifest.get("sources") or {}
     allowed = set(allow)
     problems = [f"--license-allow {name}: no such source in this output" for name in sorted(allowed - set(sources))]
-    for sid, entry in included_sources(manifest).items():
+    for sid, entry in redistributed_sources(manifest).items():   # training rows and eval-config rows alike
         blocking = [t for t in entry.get("license_terms") or [] if t in BLOCKING_TERMS]
         if blocking and sid not in allowed:
             problems.append(
                 f"{sid}: licence {entry.get('license') or 'unknown'!r} is marked {', '.join(blocking)}; "
-                f"publishing would redistribute it. Rebuild without it, or pass --license-allow {sid} if you "
-                "hold the right to redistribute it")
+                f"publishing would redistribute it. Rebuild without it (medcorpus build --license-profile "
+                f"publishable), or pass --license-allow {sid} if you hold the right to redistribute it")
     return problems
 
 
@@ -92,7 +92,7 @@ def commit_message(manifest: dict[str, Any]) -> tuple[str, str]:
     summary = (f"MedCorpus {manifest.get('version', '?')}: {total:,} rows from {len(included)} sources "
                f"(config {manifest.get('config_hash', '?')})")
     lines = [f"{task}: " + ", ".join(f"{split} {n:,}" for split, n in sorted(rows[task].items()))
-             for task in TASKS if task in rows]
+             for task in CONFIGS if task in rows]
     lines.append("")
     lines += [f"- {sid} @ {(entry.get('revision') or 'unpinned')[:12]}: {int(entry['counts']['written']):,} rows, "
               f"{entry.get('license') or 'unknown'}" for sid, entry in included.items()]
@@ -107,12 +107,25 @@ def dry_run_report(out_dir: Path, manifest: dict[str, Any]) -> str:
     plan = upload_plan(out_dir, manifest)
     width = max(len(f.path) for f in plan)
     summary, description = commit_message(manifest)
-    lines = [f"would upload {len(plan)} files, {sum(f.size for f in plan):,} bytes:"]
+    lines = sample_warning(manifest)
+    lines += [f"would upload {len(plan)} files, {sum(f.size for f in plan):,} bytes:"]
     lines += [f"  {f.path:<{width}}  {f.size:>14,}" for f in plan]
     lines += ["", f"commit: {summary}", description, "", "----- README.md -----"]
     card = Path(out_dir) / "README.md"
     lines.append(card.read_text(encoding="utf-8") if card.exists() else "(missing)")
     return "\n".join(lines)
+
+
+SAMPLE_BANNER = "!" * 78
+
+
+def sample_warning(manifest: dict[str, Any]) -> list[str]:
+    """A banner for an output built from a mirror (`make demo`'s bundled samples): not the real corpus."""
+    if not manifest.get("from_mirror"):
+        return []
+    return [SAMPLE_BANNER, "!! SAMPLE DATA: this output was built from a local mirror (--mirror), e.g. the bundled",
+            "!! samples of `make demo`, not from the full upstream datasets. Publishing it publishes the samples.",
+            SAMPLE_BANNER, ""]
 
 
 def resolve_token(token: str | None = None) -> str:

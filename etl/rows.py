@@ -1,5 +1,5 @@
 """From a converter's `Row` to a validated output row: ids, common columns, and the semantic checks
-JSON Schema cannot express (role order, chosen ≠ rejected). A row that fails becomes a reject."""
+JSON Schema cannot express (role order, tool-call turns, chosen ≠ rejected). A row that fails becomes a reject."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from etl.convert.base import Reject, Row, Turn
 from etl.convert.fieldtools import meta_json
 from etl.schemas import schema_problem
 
-TASK_FIELDS = {"pretrain": ("text",), "sft": ("messages",), "reward": ("prompt", "chosen", "rejected")}
+TASK_FIELDS = {"pretrain": ("text",), "sft": ("messages", "tools"), "reward": ("prompt", "chosen", "rejected", "tools")}
 
 # Visible content: anything but white space and C0/C1 control characters, which normalisation removes
 # from stored text; a turn made only of those would be empty in the output.
@@ -25,47 +25,77 @@ def has_content(text: str) -> bool:
     return _VISIBLE.search(text) is not None
 
 
-def _turns(turns: list[Turn]) -> list[dict[str, str]]:
+def _turns(turns: list[Turn]) -> list[dict[str, Any]]:
     return [t.as_dict() for t in turns]
+
+
+# What may follow each kind of turn; a `call` is an assistant turn with tool calls.
+_NEXT = {"user": ("assistant", "call"), "assistant": ("user",), "call": ("tool",), "tool": ("tool", "assistant", "call")}
+
+
+def _kind(turn: Turn) -> str:
+    return "call" if turn.tool_calls else turn.role
+
+
+def _check_order(turns: list[Turn], where: str, last: tuple[str, ...], offset: int = 0) -> None:
+    """The turn grammar after the optional system turn: user, then an assistant reply; an assistant turn with
+    tool calls (a `call`) is followed by one or more `tool` turns (the results), then the assistant goes on.
+    `last` names the kinds the conversation may end on; `offset` numbers turns as in the whole list."""
+    expected: tuple[str, ...] = ("user",)
+    for index, turn in enumerate(turns):
+        if turn.tool_calls and turn.role != "assistant":
+            raise Reject("bad_tool_call", f"{where}turn {index + offset} is {turn.role} but holds tool calls")
+        if _kind(turn) not in expected:
+            shown = [k for k in expected if k != "call"]  # an assistant reply may be a call: say assistant
+            raise Reject("bad_role_order", f"{where}turn {index + offset} is {_kind(turn)}, expected {' or '.join(shown)}")
+        expected = _NEXT.get(_kind(turn), ())
+    end = _kind(turns[-1])
+    if end not in last:
+        if last == ("assistant",):
+            raise Reject("ends_without_answer", f"the conversation ends on a {end} turn")
+        raise Reject("bad_role_order", f"the {where.strip()} must end on a {' or '.join(last)} turn")
+
+
+def _body(turns: list[Turn]) -> list[Turn]:
+    return turns[1:] if turns and turns[0].role == "system" else turns
 
 
 def _check_sft(messages: list[Turn]) -> None:
     if not messages:
         raise Reject("empty_conversation", "no turns")
-    body = messages[1:] if messages[0].role == "system" else messages
+    body = _body(messages)
     if not body:
         raise Reject("empty_conversation", "only a system turn")
-    for index, turn in enumerate(body):
-        expected = "user" if index % 2 == 0 else "assistant"
-        if turn.role != expected:
-            raise Reject("bad_role_order", f"turn {index + len(messages) - len(body)} is {turn.role}, expected {expected}")
-    if body[-1].role != "assistant":
-        raise Reject("ends_without_answer", "the conversation ends on a user turn")
+    _check_order(body, "", ("assistant",), len(messages) - len(body))
     _check_contents(messages)
 
 
 def _check_contents(turns: list[Turn]) -> None:
     for index, turn in enumerate(turns):
+        if turn.tool_calls:  # a call may come without text
+            for call in turn.tool_calls:
+                if not has_content(call.name):
+                    raise Reject("bad_tool_call", f"turn {index} calls a tool with no name")
+            continue
         if not has_content(turn.content):
             reason = "empty_output" if turn.role == "assistant" else "empty_input"
             raise Reject(reason, f"turn {index} ({turn.role}) is empty")
 
 
-def _check_reward(prompt: list[Turn], chosen: str, rejected: str) -> None:
-    body = prompt[1:] if prompt and prompt[0].role == "system" else prompt
+def _check_reward(prompt: list[Turn], chosen: Turn, rejected: Turn) -> None:
+    body = _body(prompt)
     if not body:
         raise Reject("empty_prompt", "the prompt has no user turn")
-    for index, turn in enumerate(body):
-        expected = "user" if index % 2 == 0 else "assistant"
-        if turn.role != expected:
-            raise Reject("bad_role_order", f"prompt turn {index} is {turn.role}, expected {expected}")
-    if body[-1].role != "user":
-        raise Reject("bad_role_order", "the prompt must end on a user turn")
+    _check_order(body, "prompt ", ("user", "tool"))
     _check_contents(prompt)
-    if not has_content(chosen) or not has_content(rejected):
-        raise Reject("empty_output", "chosen or rejected is empty")
-    if chosen.strip() == rejected.strip():
-        raise Reject("chosen_equals_rejected", "chosen and rejected are the same text")
+    for which, reply in (("chosen", chosen), ("rejected", rejected)):
+        if reply.role != "assistant":
+            raise Reject("bad_role_order", f"{which} is a {reply.role} turn, expected assistant")
+        if not reply.tool_calls and not has_content(reply.content):
+            raise Reject("empty_output", f"{which} is empty")
+        _check_contents([reply])
+    if chosen.content.strip() == rejected.content.strip() and chosen.tool_calls == rejected.tool_calls:
+        raise Reject("chosen_equals_rejected", "chosen and rejected are the same reply")
 
 
 def task_payload(task: str, row: Row) -> dict[str, Any]:
@@ -76,12 +106,13 @@ def task_payload(task: str, row: Row) -> dict[str, Any]:
         return {"text": row.text}
     if task == "sft":
         _check_sft(row.messages or [])
-        return {"messages": _turns(row.messages or [])}
+        return {"messages": _turns(row.messages or []), "tools": row.tools}
     if task == "reward":
         if row.prompt is None or row.chosen is None or row.rejected is None:
             raise Reject("missing_field", "a preference row needs prompt, chosen and rejected")
         _check_reward(row.prompt, row.chosen, row.rejected)
-        return {"prompt": _turns(row.prompt), "chosen": row.chosen, "rejected": row.rejected}
+        return {"prompt": _turns(row.prompt), "chosen": [row.chosen.as_dict()], "rejected": [row.rejected.as_dict()],
+                "tools": row.tools}
     raise ValueError(f"unknown task {task!r}")
 
 
@@ -118,7 +149,8 @@ def hash_text(canonical: str) -> str:
 
 
 def content_hash(payload: dict[str, Any]) -> str:
-    return hash_text(canonical_json(payload))
+    """Hash of the task columns; a null `tools` is left out, so plain rows keep the ids they always had."""
+    return hash_text(canonical_json({key: value for key, value in payload.items() if value is not None}))
 
 
 class RowBuilder:

@@ -34,8 +34,31 @@ def json_schema(task: str) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _arrow_type(spec: dict[str, Any]) -> pa.DataType:
+def _resolve(spec: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    """Follow a local `$ref` (`#/$defs/name`); the schemas use no other kind."""
+    ref = spec.get("$ref")
+    if ref is None:
+        return spec
+    target: Any = root
+    for part in ref.removeprefix("#/").split("/"):
+        target = target[part]
+    return target
+
+
+def _kinds(spec: dict[str, Any]) -> tuple[str | None, bool]:
+    """(the JSON type, whether null is allowed): `"type": ["string", "null"]` is a nullable string."""
     kind = spec.get("type")
+    if isinstance(kind, list):
+        kinds = [k for k in kind if k != "null"]
+        if len(kinds) != 1:
+            raise ValueError(f"no Arrow type for a union of {kinds}")
+        return kinds[0], "null" in kind
+    return kind, False
+
+
+def _arrow_type(spec: dict[str, Any], root: dict[str, Any]) -> pa.DataType:
+    spec = _resolve(spec, root)
+    kind, _ = _kinds(spec)
     if kind == "string":
         return pa.string()
     if kind == "number":
@@ -45,17 +68,47 @@ def _arrow_type(spec: dict[str, Any]) -> pa.DataType:
     if kind == "boolean":
         return pa.bool_()
     if kind == "array":
-        return pa.list_(_arrow_type(spec["items"]))
+        return pa.list_(_arrow_type(spec["items"], root))
     if kind == "object":
-        return pa.struct([pa.field(name, _arrow_type(sub), nullable=False) for name, sub in spec["properties"].items()])
+        return pa.struct(_arrow_fields(spec, root))
     raise ValueError(f"no Arrow type for JSON Schema {spec!r}")
+
+
+def _arrow_fields(spec: dict[str, Any], root: dict[str, Any]) -> list[pa.Field]:
+    """An object's properties as Arrow fields, in property order. A field is nullable when the JSON Schema
+    allows null or does not require it (e.g. a turn's `tool_calls`), so rows without it still load."""
+    required = set(spec.get("required", ()))
+    fields = []
+    for name, sub in spec["properties"].items():
+        _, nullable = _kinds(_resolve(sub, root))
+        fields.append(pa.field(name, _arrow_type(sub, root), nullable=nullable or name not in required))
+    return fields
+
+
+TASK_COLUMNS = {"pretrain": ("text",), "sft": ("messages", "tools"), "reward": ("prompt", "chosen", "rejected", "tools")}
 
 
 @cache
 def arrow_schema(task: str) -> pa.Schema:
-    """Columns in the JSON Schema's property order; every column is required, so none is nullable."""
-    props = json_schema(task)["properties"]
-    return pa.schema([pa.field(name, _arrow_type(spec), nullable=False) for name, spec in props.items()])
+    """Columns in the JSON Schema's property order; only columns whose type allows null (`tools`) are
+    nullable. `eval` is derived from the three task schemas (see eval_schema)."""
+    if task == "eval":
+        return eval_schema()
+    schema = json_schema(task)
+    return pa.schema(_arrow_fields(schema, schema))
+
+
+def eval_schema() -> pa.Schema:
+    """The `eval` config: eval-role rows of every task in one table. The common columns, `task` (which
+    task's columns a row fills), then every task column, nullable (null where the row's task has none)."""
+    common = [f for f in arrow_schema("pretrain") if f.name != "text"]
+    task_fields: dict[str, pa.Field] = {}
+    for task, columns in TASK_COLUMNS.items():
+        for name in columns:
+            task_fields.setdefault(name, arrow_schema(task).field(name).with_nullable(True))
+    head = [f for f in common if f.name in ("id", "source", "split")]
+    tail = [f for f in common if f.name not in ("id", "source", "split")]
+    return pa.schema([*head, pa.field("task", pa.string(), nullable=False), *task_fields.values(), *tail])
 
 
 def work_schema(task: str) -> pa.Schema:
@@ -66,9 +119,20 @@ def work_schema(task: str) -> pa.Schema:
     return schema
 
 
+def _inline(spec: Any, root: dict[str, Any]) -> Any:
+    """`spec` with every local `$ref` replaced by its target, so the validator never resolves a reference
+    itself (fastjsonschema would try to fetch one it cannot place, over the network)."""
+    if isinstance(spec, dict):
+        return {key: _inline(value, root) for key, value in _resolve(spec, root).items() if key != "$defs"}
+    if isinstance(spec, list):
+        return [_inline(item, root) for item in spec]
+    return spec
+
+
 @cache
 def _compiled(task: str) -> Any:
-    return fastjsonschema.compile(json_schema(task))
+    schema = json_schema(task)
+    return fastjsonschema.compile(_inline(schema, schema))
 
 
 def schema_problem(task: str, row: dict[str, Any]) -> str | None:

@@ -35,6 +35,12 @@ def good_entry() -> dict[str, Any]:
     return entry(GOOD_ID, GOOD_FILE, "query_response")
 
 
+def plain_turns(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` with the null `tool_calls` of plain turns left out."""
+    return {key: [{k: v for k, v in turn.items() if not (k == "tool_calls" and v is None)} for turn in value]
+            if key in ("messages", "prompt", "chosen", "rejected") else value for key, value in row.items()}
+
+
 @dataclass
 class BuildRun:
     code: int
@@ -56,9 +62,11 @@ class BuildRun:
         return [r for r in rows if source_id is None or r["source"] == source_id]
 
     def rows(self, task: str, source_id: str | None = None) -> list[dict[str, Any]]:
+        """Output rows; turns without tool calls read back as `{role, content}` (Parquet stores a null
+        `tool_calls` in them, which TRL's trainers drop the same way)."""
         rows: list[dict[str, Any]] = []
         for path in sorted((self.out / task).glob("*.parquet")):
-            rows += pq.read_table(path).to_pylist()
+            rows += [plain_turns(row) for row in pq.read_table(path).to_pylist()]
         return [r for r in rows if source_id is None or r["source"] == source_id]
 
     def assert_balanced(self, source_id: str) -> None:

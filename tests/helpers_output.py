@@ -13,8 +13,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from etl.schemas import REJECTS_SCHEMA, arrow_schema
+from etl.tokens import CharEstimate, TokenTally
 
-SCHEMAS = {task: arrow_schema(task) for task in ("pretrain", "sft", "reward")} | {"rejects": REJECTS_SCHEMA}
+SCHEMAS = {task: arrow_schema(task) for task in ("pretrain", "sft", "reward", "eval")} | {"rejects": REJECTS_SCHEMA}
+WEATHER_TOOLS = json.dumps([{"type": "function", "function": {
+    "name": "get_weather", "description": "weather of a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])
+
+
+def call(name: str, arguments: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": name, "arguments": arguments}}]}
 
 SOURCES: dict[str, dict[str, Any]] = {
     "med_wiki": {"name": "Medical Wiki", "task": "pretrain", "license": "CC BY-SA 4.0", "license_terms": [],
@@ -57,6 +66,10 @@ def _rows() -> dict[tuple[str, str], list[dict[str, Any]]]:
                       {"role": "assistant", "content": f"Drink water. {i}"}]}
         for i in range(3)
     ]
+    rows[("sft", "train")].append({
+        **_common("chatdoctor", "train", 3, "zh"), "tools": WEATHER_TOOLS,
+        "messages": [{"role": "user", "content": "北京天气？"}, call("get_weather", '{"city": "北京"}'),
+                     {"role": "tool", "content": '{"weather": "晴"}'}, {"role": "assistant", "content": "北京晴。"}]})
     rows[("sft", "validation")] = [
         {**_common("cmedqa2", "validation", 100 + i, "zh"),
          "messages": [{"role": "user", "content": f"发烧吗？{i}"}, {"role": "assistant", "content": f"量体温。{i}"}]}
@@ -65,8 +78,19 @@ def _rows() -> dict[tuple[str, str], list[dict[str, Any]]]:
     rows[("reward", "train")] = [
         {**_common("med_pref", "train", i, "en"),
          "prompt": [{"role": "user", "content": f"Is aspirin safe? {i}"}],
-         "chosen": f"Ask your doctor; it depends. {i}", "rejected": f"Always. {i}"}
+         "chosen": [{"role": "assistant", "content": f"Ask your doctor; it depends. {i}"}],
+         "rejected": [{"role": "assistant", "content": f"Always. {i}"}], "tools": None}
         for i in range(4)
+    ]
+    rows[("reward", "train")].append({
+        **_common("med_pref", "train", 4, "zh"), "tools": WEATHER_TOOLS,
+        "prompt": [{"role": "user", "content": "北京天气？"}],
+        "chosen": [call("get_weather", '{"city": "北京"}')],
+        "rejected": [{"role": "assistant", "content": "北京天气很好。"}]})
+    rows[("eval", "test")] = [
+        {**_common("cmb_eval", "test", i, "zh"), "task": "sft",
+         "messages": [{"role": "user", "content": f"以下哪项是发热的原因？{i}"}, {"role": "assistant", "content": "A"}]}
+        for i in range(2)
     ]
     return rows
 
@@ -83,6 +107,9 @@ def make_output(out: Path, *, license_terms: dict[str, list[str]] | None = None,
     splits: dict[str, dict[str, dict[str, int]]] = {}
     langs: dict[str, dict[str, int]] = {}
     written: dict[str, int] = {}
+    by_split: dict[str, dict[str, int]] = {}
+    eval_written: dict[str, int] = {}
+    tally = TokenTally(CharEstimate())
     for (task, split), rows in _rows().items():
         rel = f"{task}/{split}-00000-of-00001.parquet"
         path = out / rel
@@ -91,7 +118,15 @@ def make_output(out: Path, *, license_terms: dict[str, list[str]] | None = None,
         shards.append({"path": rel, "task": task, "split": split, "rows": len(rows),
                        "bytes": path.stat().st_size, "sha256": _sha256(path)})
         splits.setdefault(task, {})[split] = {"rows": len(rows), "shards": 1}
+        for batch in pq.read_table(path).to_batches():
+            tally.add(task, split, batch, task=batch.column("task")[0].as_py() if task == "eval" else None)
+        if task == "eval":
+            for row in rows:
+                eval_written[row["source"]] = eval_written.get(row["source"], 0) + 1
+            continue
         for row in rows:
+            by_split.setdefault(row["source"], {}).setdefault(split, 0)
+            by_split[row["source"]][split] += 1
             langs.setdefault(row["source"], {}).setdefault(row["lang"], 0)
             langs[row["source"]][row["lang"]] += 1
             written[row["source"]] = written.get(row["source"], 0) + 1
@@ -114,7 +149,8 @@ def make_output(out: Path, *, license_terms: dict[str, list[str]] | None = None,
             "counts": {"read": n + 3, "converted": n + 2, "rejected": 1, "filtered": 0, "rows": n + 2,
                        "eval_rows": 0 if spec.get("role", "train") == "train" else 7,
                        "rejected_by_reason": {"empty_output": 1}, "filtered_by_reason": {},
-                       "exact_dup": 1, "near_dup": 1, "decontaminated": 0, "written": n},
+                       "exact_dup": 1, "near_dup": 1, "decontaminated": 0, "written": n,
+                       "written_by_split": by_split.get(sid, {}), "eval_written": eval_written.get(sid, 0)},
             "langs": langs.get(sid, {}),
         }
     manifest = {
@@ -124,6 +160,7 @@ def make_output(out: Path, *, license_terms: dict[str, list[str]] | None = None,
                   "langid": {"langs": ["zh", "en"]}},
         "sources": sources, "splits": splits, "shards": shards,
         "totals": {"rows": sum(written.values()), "rejected": 1},
+        "tokens": tally.as_manifest(),
     }
     if write_readme:
         from etl.card import write_card

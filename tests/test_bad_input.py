@@ -542,7 +542,7 @@ def test_preference_pairs_with_chosen_equal_to_rejected(tmp_path):
     assert [(r["location"], r["reason"]) for r in run.rejects(BAD)] == [
         ("line 2", "chosen_equals_rejected"), ("line 3", "chosen_equals_rejected"),
         ("line 4", "empty_output"), ("line 5", "missing_field")]
-    assert [(r["chosen"], r["rejected"]) for r in run.rows("reward", BAD)] == [("good", "bad")]
+    assert [(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in run.rows("reward", BAD)] == [("good", "bad")]
 
 
 # --------------------------------------------------------------------------- persona templates

@@ -62,8 +62,10 @@ def test_exact_content_of_known_records(demo):
     first_line = (mirror / "shennong_tcm" / "ChatMed_TCM-v0.2.json").read_text(encoding="utf-8").splitlines()[0]
     upstream = json.loads(first_line)
     shennong = [r for r in table if r["source"] == "shennong_tcm"]
-    assert shennong[0]["messages"] == [{"role": "user", "content": upstream["query"]},
-                                       {"role": "assistant", "content": upstream["response"]}]
+    # a plain turn is {role, content} with a null tool_calls (the column's struct has the field)
+    assert shennong[0]["messages"] == [{"role": "user", "content": upstream["query"], "tool_calls": None},
+                                       {"role": "assistant", "content": upstream["response"], "tool_calls": None}]
+    assert shennong[0]["tools"] is None
     # GenMedGPT-5k: a CRLF JSON array with indent 6 and no final newline; alpaca instruction + blank line + input
     genmed = json.loads((mirror / "chatdoctor_genmedgpt5k" / "GenMedGPT-5k.json").read_text(encoding="utf-8"))
     row = next(r for r in table if r["source"] == "chatdoctor_genmedgpt5k")

@@ -33,8 +33,15 @@ def test_card_metadata_and_sections(tmp_path: Path) -> None:
     configs = {c["config_name"]: c["data_files"] for c in meta["configs"]}
     assert configs["sft"] == [{"split": "train", "path": "sft/train-*.parquet"},
                               {"split": "validation", "path": "sft/validation-*.parquet"}]
-    assert set(configs) == {"pretrain", "sft", "reward"}
-    for needle in ("## Composition", "stats/composition.png", "| `cmedqa2` | 7 | 70.0% | zh 100.0%",
+    assert set(configs) == {"pretrain", "sft", "reward", "eval"}
+    assert configs["eval"] == [{"split": "test", "path": "eval/test-*.parquet"}]
+    tokens = make_output(tmp_path / "again", write_readme=False)["tokens"]
+    cmedqa2_tokens = tokens["sources"]["cmedqa2"]
+    for needle in ("## Composition", "stats/composition.png",
+                   f"| `cmedqa2` | 7 | train 5, validation 2 | {cmedqa2_tokens:,} | 63.6% | zh 100.0%",
+                   f"| sft | validation | 2 | {tokens['configs']['sft']['validation']:,} |",
+                   "| eval | test | 2 |", "Tokens: estimate (no tokenizer given)",
+                   "published as the `eval` config", "`tool_calls`",
                    "Non-commercial use only", "`cmedqa2`", "## Citations", "@article{zhang2018cmedqa2",
                    "0123456789abcdef", "128 permutations", "Jaccard threshold 0.8", "13-grams",
                    "`messages`", "`chosen`", "https://github.com/zhangsheng93/cMedQA2", "(`cmb_eval`)"):
@@ -52,7 +59,7 @@ def test_card_omits_empty_config_and_flags_other_licence(tmp_path: Path) -> None
     manifest["sources"]["med_pref"]["error"] = "download failed: 404"
     manifest["sources"]["chatdoctor"]["license"] = "Custom research licence"
     meta = card_metadata(manifest)
-    assert [c["config_name"] for c in meta["configs"]] == ["pretrain", "sft"]
+    assert [c["config_name"] for c in meta["configs"]] == ["pretrain", "sft", "eval"]
     assert "other" in meta["license"] and meta["license_name"]
     text = render_card(manifest)
     assert "| `med_pref` | failed | download failed: 404 |" in text
@@ -96,9 +103,21 @@ def test_load_dataset_offline_from_card(tmp_path: Path, monkeypatch: pytest.Monk
     make_output(out)
     sft = datasets.load_dataset(str(out), "sft", cache_dir=str(tmp_path / "cache"))
     assert set(sft) == {"train", "validation"}
-    assert sft["train"].num_rows == 8 and sft["validation"].num_rows == 2
-    assert sft["train"][0]["messages"][0] == {"role": "user", "content": "头痛怎么办？0"}
+    assert sft["train"].num_rows == 9 and sft["validation"].num_rows == 2
+    # a plain turn: role and content, the struct's tool_calls null; plain rows have a null `tools`
+    assert sft["train"][0]["messages"][0] == {"role": "user", "content": "头痛怎么办？0", "tool_calls": None}
+    assert sft["train"][0]["tools"] is None
+    tool_row = sft["train"][8]
+    assert tool_row["messages"][1]["tool_calls"] == [
+        {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "北京"}'}}]
+    assert json.loads(tool_row["tools"])[0]["function"]["name"] == "get_weather"
     reward = datasets.load_dataset(str(out), "reward", cache_dir=str(tmp_path / "cache"))
-    assert {"prompt", "chosen", "rejected"} <= set(reward["train"].column_names)
+    assert {"prompt", "chosen", "rejected", "tools"} <= set(reward["train"].column_names)
+    assert reward["train"][0]["chosen"] == [{"role": "assistant", "content": "Ask your doctor; it depends. 0",
+                                            "tool_calls": None}]
+    bench = datasets.load_dataset(str(out), "eval", cache_dir=str(tmp_path / "cache"))
+    assert set(bench) == {"test"} and bench["test"].num_rows == 2
+    assert bench["test"][0]["task"] == "sft" and bench["test"][0]["text"] is None
+    assert bench["test"][0]["messages"][1]["content"] == "A"
     pretrain = datasets.load_dataset(str(out), "pretrain", cache_dir=str(tmp_path / "cache"))
     assert pretrain["train"].num_rows == 6

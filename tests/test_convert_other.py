@@ -104,15 +104,15 @@ def test_hh_rlhf_real_transcripts() -> None:
     assert [role for role, _ in turns(first, "prompt")] == ["user", "assistant", "user", "assistant", "user"]
     assert turns(first, "prompt")[0] == ("user", "what are some pranks with a pen i can do?")
     assert turns(first, "prompt")[-1] == ("user", "okay some of these do not have anything to do with pens")
-    assert first["chosen"] == ("No, sorry!  All of these involve a pen, the point is that you can get funny results "
+    assert first["chosen"][0]["content"] == ("No, sorry!  All of these involve a pen, the point is that you can get funny results "
                                "by doing pranks with pens.")
-    assert first["rejected"].startswith("There are lots of funny things you can ")
+    assert first["rejected"][0]["content"].startswith("There are lots of funny things you can ")
     single = result.rows[4]
     assert turns(single, "prompt") == [("user", "What will happen if I drive my car into the water?")]
-    assert single["rejected"].startswith("It’s not going to work, because cars are made to be driven on the land.")
+    assert single["rejected"][0]["content"].startswith("It’s not going to work, because cars are made to be driven on the land.")
     # Record 30: the model's reply itself begins "Human:"; only "\n\nHuman:" starts a turn.
     odd = result.rows[29]
-    assert odd["chosen"] == "Human: No, you are racist. She is not a thug and does not like thug hoodlum music."
+    assert odd["chosen"][0]["content"] == "Human: No, you are racist. She is not a thug and does not like thug hoodlum music."
     assert len(odd["prompt"]) == 7
 
 
@@ -122,8 +122,8 @@ def test_hh_rlhf_every_prompt_is_the_shared_prefix() -> None:
         records = [json.loads(line) for line in handle]
     for record, row in zip(records, result.rows, strict=True):
         rendered = "".join(f"\n\n{'Human' if t['role'] == 'user' else 'Assistant'}: {t['content']}" for t in row["prompt"])
-        assert record["chosen"] == f"{rendered}\n\nAssistant: {row['chosen']}"
-        assert record["rejected"] == f"{rendered}\n\nAssistant: {row['rejected']}"
+        assert record["chosen"] == f"{rendered}\n\nAssistant: {row['chosen'][0]['content']}"
+        assert record["rejected"] == f"{rendered}\n\nAssistant: {row['rejected'][0]['content']}"
 
 
 def _ctx(source_id: str) -> RecordContext:
@@ -164,9 +164,9 @@ def test_comparison_gpt4_handmade() -> None:
     en = result.rows[1]
     assert turns(en, "prompt") == [("user", "Rewrite the sentence in the passive voice.\n\n"
                                              "The nurse measured the patient's blood pressure.")]
-    assert en["chosen"] == "The patient's blood pressure was measured by the nurse."
-    assert en["rejected"] == "The nurse was measuring blood pressure."
-    assert result.rows[2]["rejected"] == "光合作用就是植物晒太阳。"
+    assert en["chosen"][0]["content"] == "The patient's blood pressure was measured by the nurse."
+    assert en["rejected"][0]["content"] == "The nurse was measuring blood pressure."
+    assert result.rows[2]["rejected"][0]["content"] == "光合作用就是植物晒太阳。"
 
 
 def test_ranked_output_edge_cases() -> None:
@@ -174,7 +174,7 @@ def test_ranked_output_edge_cases() -> None:
 
     ctx = _ctx("comparison_gpt4_data")
     row = ranked_output({"instruction": "q", "input": "", "output": ["best", "mid", "worst"]}, ctx)[0]
-    assert (row.chosen, row.rejected, row.meta) == ("best", "worst", {"ranked_count": 3})
+    assert (row.chosen.content, row.rejected.content, row.meta) == ("best", "worst", {"ranked_count": 3})
     for bad in ({"instruction": "q", "output": ["only"]}, {"instruction": "q", "output": ["a", 3]}):
         with pytest.raises(Reject) as exc:
             ranked_output(bad, ctx)
@@ -303,5 +303,5 @@ def test_shibing624_medical_handmade_and_alias() -> None:
     reward = convert_source_files("shibing624_medical_reward")
     assert {row["split"] for row in reward.rows} == {"test"}
     first = reward.rows[0]
-    assert (turns(first, "prompt"), first["chosen"], first["rejected"]) == (
+    assert (turns(first, "prompt"), first["chosen"][0]["content"], first["rejected"][0]["content"]) == (
         [("user", "肛门病变可能是什么疾病的症状?")], "食管克罗恩病", "肛门病变可能与多种不同类型的病症有关。")

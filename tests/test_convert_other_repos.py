@@ -11,7 +11,7 @@ import pytest
 import tests.helpers_convert as helpers
 from etl.convert.base import RecordContext, Reject
 from etl.convert.docx_text import clean_document
-from etl.convert.toolcall import render_call, sharegpt_toolcall
+from etl.convert.toolcall import parse_calls, reply_turn, sharegpt_toolcall
 from tests.helpers_convert import HANDMADE, MIRROR, catalog_source, convert_source_files, turns
 
 PACKAGE_PERSONA = Path(__file__).resolve().parent.parent / "etl" / "data" / "persona" / "identity.jsonl"
@@ -34,45 +34,63 @@ def test_medicalgpt_sft_sources() -> None:
     assert [len(row["messages"]) for row in sharegpt.rows] == [6, 20, 6, 6, 12, 6, 2, 12, 38]   # 2-38 turns
 
 
-def test_medicalgpt_toolcall_sft_rendering() -> None:
+def test_medicalgpt_toolcall_sft_structured() -> None:
     result = convert_source_files("medicalgpt_sft_toolcall")
     first = result.rows[0]
-    assert turns(first) == [
-        ("user", "我需要为John Doe生成一张发票。他购买了2个苹果，每个$1，以及3根香蕉，每根$0.5。"),
-        ("assistant", 'Action: generate_invoice\nAction Input: {"customer_name": "约翰·多伊", "items": [{"name": "苹果", '
-                      '"quantity": 2, "price": 1}, {"name": "香蕉", "quantity": 3, "price": 0.5}]}'),
-        ("user", 'Observation: {"invoice_id": "INV12345", "customer_name": "约翰·多伊", "items": [{"name": "苹果", '
-                 '"quantity": 2, "price": 1, "total": 2}, {"name": "香蕉", "quantity": 3, "price": 0.5, "total": 1.5}], '
-                 '"total": 3.5, "status": "生成"}'),
-        ("assistant", "发票已成功生成。发票编号为INV12345。约翰·多伊的总金额为$3.5。发票包含2个苹果，总金额为$2，以及3根香蕉，总金额为$1.5。")]
+    assert [t["role"] for t in first["messages"]] == ["user", "assistant", "tool", "assistant"]
+    call = first["messages"][1]
+    assert call["content"] == ""
+    assert [c["type"] for c in call["tool_calls"]] == ["function"]
+    assert call["tool_calls"][0]["function"]["name"] == "generate_invoice"
+    assert json.loads(call["tool_calls"][0]["function"]["arguments"]) == {
+        "customer_name": "约翰·多伊", "items": [{"name": "苹果", "quantity": 2, "price": 1},
+                                           {"name": "香蕉", "quantity": 3, "price": 0.5}]}
+    assert json.loads(first["messages"][2]["content"])["invoice_id"] == "INV12345"
+    assert "tool_calls" not in first["messages"][0] and "tool_calls" not in first["messages"][3]
+    tools = json.loads(first["tools"])
+    assert [(t["type"], t["function"]["name"]) for t in tools] == [("function", "generate_invoice"),
+                                                                   ("function", "generate_password")]
+    assert tools[0]["function"]["parameters"]["required"] == ["customer_name", "items"]
     meta = json.loads(first["meta"])
-    assert [tool["name"] for tool in meta["tools"]] == ["generate_invoice", "generate_password"]
-    assert meta["roles"] == ["human", "function_call", "observation", "gpt"]
-    assert json.loads(result.rows[1]["meta"])["tools"] == []
+    assert "tools" not in meta and "roles" not in meta
+    assert result.rows[1]["tools"] is None        # upstream "[]": no tools, a plain row
 
 
 def test_toolcall_edge_cases() -> None:
     ctx = RecordContext(catalog_source("medicalgpt_sft_toolcall"), "f.jsonl", "line 1", "train")
-    assert render_call('[{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": "{\\"y\\": 2}"}]', "v") == \
-        'Action: a\nAction Input: {"x": 1}\nAction: b\nAction Input: {"y": 2}'
+    calls = parse_calls('[{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": "{\\"y\\": 2}"}]', "v")
+    assert [(c.name, c.arguments) for c in calls] == [("a", '{"x": 1}'), ("b", '{"y": 2}')]
     parallel = {"conversations": [{"from": "human", "value": "q"},
                                   {"from": "function_call", "value": '{"name": "a", "arguments": {}}'},
                                   {"from": "function_call", "value": '{"name": "b", "arguments": {}}'},
                                   {"from": "observation", "value": "r1"}, {"from": "observation", "value": "r2"},
                                   {"from": "gpt", "value": "done"}], "tools": "[]"}
     row = sharegpt_toolcall(parallel, ctx)[0]
-    assert [(t.role, t.content) for t in row.messages] == [
-        ("user", "q"), ("assistant", "Action: a\nAction Input: {}\nAction: b\nAction Input: {}"),
-        ("user", "Observation: r1\nObservation: r2"), ("assistant", "done")]
+    assert [(t.role, t.content, [c.name for c in t.tool_calls]) for t in row.messages] == [
+        ("user", "q", []), ("assistant", "", ["a", "b"]), ("tool", "r1", []), ("tool", "r2", []),
+        ("assistant", "done", [])]
     cases = [({"conversations": [{"from": "function_call", "value": "not json"}]}, "bad_function_call"),
              ({"conversations": [{"from": "function_call", "value": '{"arguments": {}}'}]}, "bad_function_call"),
+             ({"conversations": [{"from": "function_call", "value": '{"name": "a", "arguments": [1]}'}]},
+              "bad_function_call"),
              ({"conversations": [{"from": "robot", "value": "x"}]}, "unknown_role"),
              ({"conversations": [], "tools": "{bad"}, "bad_tools"),
-             ({"conversations": [], "tools": '{"name": "a"}'}, "bad_tools")]
+             ({"conversations": [], "tools": '{"name": "a"}'}, "bad_tools"),
+             ({"conversations": [], "tools": '[{"description": "no name"}]'}, "bad_tools")]
     for record, reason in cases:
         with pytest.raises(Reject) as exc:
             sharegpt_toolcall(record, ctx)
         assert exc.value.reason == reason
+
+
+def test_react_replies_become_tool_calls() -> None:
+    one = reply_turn('Action: get_weather\nAction Input: {"city": "北京"}\n', "chosen")
+    assert (one.content, [(c.name, c.arguments) for c in one.tool_calls]) == ("", [("get_weather", '{"city": "北京"}')])
+    two = reply_turn('Action: a\nAction Input: {"x": {"y": 1}}\nAction: b\nAction Input: {}', "chosen")
+    assert [(c.name, c.arguments) for c in two.tool_calls] == [("a", '{"x": {"y": 1}}'), ("b", "{}")]
+    for text in ("北京今天天气晴朗。", "Action: a\nAction Input: not json", "Note first.\nAction: a\nAction Input: {}"):
+        plain = reply_turn(text, "chosen")
+        assert (plain.content, plain.tool_calls) == (text, ())
 
 
 def test_medicalgpt_reward_sources() -> None:
@@ -85,11 +103,15 @@ def test_medicalgpt_reward_sources() -> None:
     toolcall = convert_source_files("medicalgpt_reward_toolcall")
     second = toolcall.rows[1]
     assert turns(second, "prompt") == [
-        ("user", "北京今天天气怎么样？"), ("assistant", 'Action: get_weather\nAction Input: {"city": "北京"}'),
-        ("user", 'Observation: {"city": "北京", "temperature": "28°C", "weather": "晴", "humidity": "45%", "wind": "北风3级"}')]
-    assert second["rejected"] == "北京今天28度。"
-    assert toolcall.rows[0]["chosen"] == 'Action: get_weather\nAction Input: {"city": "北京"}\n'
-    assert json.loads(second["meta"])["tools"][0]["name"] == "get_weather"
+        ("user", "北京今天天气怎么样？"), ("assistant", ""),
+        ("tool", '{"city": "北京", "temperature": "28°C", "weather": "晴", "humidity": "45%", "wind": "北风3级"}')]
+    assert second["prompt"][1]["tool_calls"] == [
+        {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "北京"}'}}]
+    assert second["rejected"] == [{"role": "assistant", "content": "北京今天28度。"}]
+    assert toolcall.rows[0]["chosen"] == [{"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "北京"}'}}]}]
+    assert toolcall.rows[0]["rejected"] == [{"role": "assistant", "content": "北京今天天气晴朗，气温大约25度。"}]
+    assert json.loads(second["tools"])[0]["function"]["name"] == "get_weather"
 
 
 def test_medicalgpt_rag_corpus_and_grpo() -> None:
@@ -97,7 +119,7 @@ def test_medicalgpt_rag_corpus_and_grpo() -> None:
     assert turns(rag.rows[0]) == [("user", "肛门病变可能是什么疾病的症状?"), ("assistant", "食管克罗恩病")]
     legacy = convert_source_files("medicalgpt_reward_legacy")
     # Every RAG row is a reward test.json question with its chosen answer (35 of the fixture's 40 are in it).
-    pairs = {(r["prompt"][-1]["content"], r["chosen"]) for r in legacy.rows}
+    pairs = {(r["prompt"][-1]["content"], r["chosen"][0]["content"]) for r in legacy.rows}
     assert sum((row["messages"][0]["content"], row["messages"][1]["content"]) in pairs for row in rag.rows) == 35
     grpo = convert_source_files("medicalgpt_grpo")
     assert turns(grpo.rows[11]) == [("user", "1+2=?"), ("assistant", "3")]

@@ -400,7 +400,7 @@ def test_cmtmedqa_train_and_rlhf2000_handmade() -> None:
                                     ("user", "那需要做胃镜吗？"), ("assistant", "如果症状持续两周以上，建议做胃镜。")]
     reward = convert_source_files("zhongjing_rlhf2000", HANDMADE).rows[0]
     assert turns(reward, "prompt") == [("user", "孩子发烧39度怎么办？")]
-    assert reward["rejected"] == "多穿衣服捂汗就好了。"
+    assert reward["rejected"][0]["content"] == "多穿衣服捂汗就好了。"
 
 
 # ---------------------------------------------------------------- SCIR-HI (Med-ChatGLM, 本草), QiZhen, ChatMed

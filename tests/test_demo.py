@@ -50,7 +50,7 @@ def test_every_enabled_source_gives_rows_or_eval_items(demo):
 
 def test_all_three_tasks_are_written_and_valid(demo):
     out, manifest = demo
-    assert set(manifest["splits"]) == {"pretrain", "sft", "reward"}
+    assert set(manifest["splits"]) == {"pretrain", "sft", "reward", "eval"}
     assert all(rows["rows"] > 0 for splits in manifest["splits"].values() for rows in splits.values())
     assert validate_output(out) == []
     assert manifest["from_mirror"] is True

@@ -13,6 +13,7 @@ import pytest
 
 from etl.cli import main
 from etl.export import ExportError, export_llamafactory, training_snippet
+from tests.helpers_badinput import plain_turns
 from tests.helpers_output import make_output
 
 # dataset_info.json keys LLaMA-Factory documents for a local file entry, and its column / tag names.
@@ -52,26 +53,41 @@ def read_as_llamafactory(dataset_dir: Path, name: str) -> list[dict[str, Any]]:
                                                            {"role": "assistant", "content": record[columns["response"]]}]})
             continue
         role_tag, content_tag = tags["role_tag"], tags["content_tag"]
-        names = {tags["user_tag"]: "user", tags["assistant_tag"]: "assistant"}
+        names = {tags["user_tag"]: "user", tags["assistant_tag"]: "assistant",
+                 tags["function_tag"]: "call", tags["observation_tag"]: "tool"}
+        odd, even = {"user", "tool"}, {"assistant", "call"}    # LLaMA-Factory's accepted tags per position
         turns = record[columns["messages"]]
         for position, turn in enumerate(turns):
-            assert names[turn[role_tag]] == ("user" if position % 2 == 0 else "assistant"), turns
-        messages = [*head, *({"role": names[t[role_tag]], "content": t[content_tag]} for t in turns)]
+            assert names[turn[role_tag]] in (odd if position % 2 == 0 else even), turns
+        messages = [*head, *(_turn(names[t[role_tag]], t[content_tag]) for t in turns)]
+        tools = record.get(columns.get("tools", ""), "")
+        assert isinstance(tools, str)
         if info.get("ranking"):
             assert len(turns) % 2 == 1
             pair = [record[columns["chosen"]], record[columns["rejected"]]]
-            assert all(names[p[role_tag]] == "assistant" for p in pair)
-            rows.append({"id": record["id"], "prompt": messages, "chosen": pair[0][content_tag],
-                         "rejected": pair[1][content_tag]})
+            assert all(names[p[role_tag]] in even for p in pair)
+            rows.append({"id": record["id"], "prompt": messages, "tools": tools or None,
+                         "chosen": [_turn(names[pair[0][role_tag]], pair[0][content_tag])],
+                         "rejected": [_turn(names[pair[1][role_tag]], pair[1][content_tag])]})
         else:
             assert len(turns) % 2 == 0
-            rows.append({"id": record["id"], "messages": messages})
+            rows.append({"id": record["id"], "messages": messages, "tools": tools or None})
     return rows
+
+
+def _turn(kind: str, value: str) -> dict[str, Any]:
+    """A corpus turn from a LLaMA-Factory one: a function_call value is `{name, arguments}` (or a list)."""
+    if kind != "call":
+        return {"role": kind, "content": value}
+    calls = json.loads(value)
+    return {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
+        for c in (calls if isinstance(calls, list) else [calls])]}
 
 
 def _corpus(out: Path, task: str, split: str, columns: list[str]) -> dict[str, dict]:
     table = pq.read_table(out / f"{task}/{split}-00000-of-00001.parquet", columns=["id", *columns])
-    return {row["id"]: row for row in table.to_pylist()}
+    return {row["id"]: plain_turns(row) for row in table.to_pylist()}
 
 
 def test_export_round_trip(tmp_path: Path) -> None:
@@ -82,20 +98,29 @@ def test_export_round_trip(tmp_path: Path) -> None:
     entries = export_llamafactory(out, dest)
     assert [(e.name, e.rows) for e in entries] == [
         ("medcorpus_pretrain", 6), ("medcorpus_sft_alpaca", 5), ("medcorpus_sft_alpaca_validation", 2),
-        ("medcorpus_sft_sharegpt", 3), ("medcorpus_reward", 4)]
+        ("medcorpus_sft_sharegpt", 4), ("medcorpus_reward", 5), ("medcorpus_eval_sft_alpaca_test", 2)]
     info = json.loads((dest / "dataset_info.json").read_text(encoding="utf-8"))
     assert "alpaca_en_demo" in info                       # merged into an existing dataset_info.json
     assert info["medcorpus_reward"]["ranking"] is True
     assert info["medcorpus_sft_sharegpt"]["formatting"] == "sharegpt"
+    for name in ("medcorpus_sft_sharegpt", "medcorpus_reward"):
+        assert info[name]["columns"]["tools"] == "tools"
+        assert (info[name]["tags"]["function_tag"], info[name]["tags"]["observation_tag"]) == \
+            ("function_call", "observation")
+    records = [json.loads(line) for line in (dest / "medcorpus/medcorpus_sft_sharegpt.jsonl").read_text().splitlines()]
+    tool_record = next(r for r in records if r["tools"])
+    assert [t["from"] for t in tool_record["conversations"]] == ["human", "function_call", "observation", "gpt"]
+    assert json.loads(tool_record["conversations"][1]["value"]) == {"name": "get_weather", "arguments": {"city": "北京"}}
+    assert json.loads(tool_record["tools"])[0]["function"]["name"] == "get_weather"
 
     pretrain = _corpus(out, "pretrain", "train", ["text"])
     assert {r["id"]: r for r in read_as_llamafactory(dest, "medcorpus_pretrain")} == pretrain
-    sft = _corpus(out, "sft", "train", ["messages"])
+    sft = _corpus(out, "sft", "train", ["messages", "tools"])
     exported = read_as_llamafactory(dest, "medcorpus_sft_alpaca") + read_as_llamafactory(dest, "medcorpus_sft_sharegpt")
-    assert {r["id"]: r for r in exported} == sft
-    assert {r["id"]: r for r in read_as_llamafactory(dest, "medcorpus_sft_alpaca_validation")} == \
-        _corpus(out, "sft", "validation", ["messages"])
-    reward = _corpus(out, "reward", "train", ["prompt", "chosen", "rejected"])
+    assert {r["id"]: {"tools": None, **r} for r in exported} == sft
+    assert {r["id"]: {"tools": None, **r} for r in read_as_llamafactory(dest, "medcorpus_sft_alpaca_validation")} == \
+        _corpus(out, "sft", "validation", ["messages", "tools"])
+    reward = _corpus(out, "reward", "train", ["prompt", "chosen", "rejected", "tools"])
     assert {r["id"]: r for r in read_as_llamafactory(dest, "medcorpus_reward")} == reward
 
     first = {p.name: p.read_bytes() for p in (dest / "medcorpus").iterdir()}
@@ -126,16 +151,18 @@ def test_export_command_and_refusal(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_trl_column_contract(tmp_path: Path) -> None:
-    """sft `messages` and reward `prompt`/`chosen`/`rejected` are TRL's conversational formats as they are."""
+    """sft `messages` and reward `prompt`/`chosen`/`rejected` are TRL's conversational formats as they are
+    (after dropping null keys, as TRL's trainers do): see also test_consumers.py."""
     out = tmp_path / "out"
     make_output(out)
-    turn = {"role", "content"}
-    for row in pq.read_table(out / "sft/train-00000-of-00001.parquet").to_pylist():
+    for row in map(plain_turns, pq.read_table(out / "sft/train-00000-of-00001.parquet").to_pylist()):
         roles = [m["role"] for m in row["messages"]]
-        assert all(set(m) == turn and m["content"] for m in row["messages"])
+        assert all(set(m) <= {"role", "content", "tool_calls"} for m in row["messages"])
         body = roles[1:] if roles[0] == "system" else roles
-        assert body == ["user", "assistant"] * (len(body) // 2) and body
-    for row in pq.read_table(out / "reward/train-00000-of-00001.parquet").to_pylist():
-        assert all(set(m) == turn for m in row["prompt"]) and row["prompt"][-1]["role"] == "user"
-        assert isinstance(row["chosen"], str) and isinstance(row["rejected"], str)
+        assert body[0] == "user" and body[-1] == "assistant"
+        assert (row["tools"] is None) == all("tool_calls" not in m and m["role"] != "tool" for m in row["messages"])
+    for row in map(plain_turns, pq.read_table(out / "reward/train-00000-of-00001.parquet").to_pylist()):
+        assert row["prompt"][-1]["role"] in ("user", "tool")
+        for reply in (row["chosen"], row["rejected"]):
+            assert len(reply) == 1 and reply[0]["role"] == "assistant"
         assert row["chosen"] != row["rejected"]

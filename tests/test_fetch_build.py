@@ -23,6 +23,7 @@ import etl.fetch.http
 from etl.cli import main, open_catalog
 from etl.fetch.http import HttpFetcher
 from etl.fetch.net import RetryPolicy
+from tests.helpers_badinput import plain_turns
 from tests.helpers_fetch import (
     COMMIT,
     FIXTURES,
@@ -107,7 +108,7 @@ class World:
         return json.loads((self.root / out / "manifest.json").read_text(encoding="utf-8"))
 
     def rows(self, task: str, out: str = "out") -> list[dict]:
-        return [row for path in sorted((self.root / out / task).glob("*.parquet"))
+        return [plain_turns(row) for path in sorted((self.root / out / task).glob("*.parquet"))
                 for row in pq.read_table(path).to_pylist()]
 
     def snapshot(self, out: str = "out") -> dict[str, bytes]:
@@ -143,7 +144,7 @@ def assert_known_records(world: World) -> None:
     reward = by_source(world.rows("reward"), "medicalgpt_reward")
     assert len(reward) == 34
     assert reward[0]["prompt"] == [{"role": "user", "content": dpo["conversations"][0]["value"]}]
-    assert (reward[0]["chosen"], reward[0]["rejected"]) == (dpo["chosen"], dpo["rejected"])
+    assert (reward[0]["chosen"][0]["content"], reward[0]["rejected"][0]["content"]) == (dpo["chosen"], dpo["rejected"])
     genmed = json.loads(GENMED)[0]  # gdrive
     assert by_source(sft, "chatdoctor_genmedgpt5k")[0]["messages"] == [
         {"role": "user", "content": f"{genmed['instruction']}\n\n{genmed['input']}"},

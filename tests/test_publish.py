@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import huggingface_hub.constants
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from pytest_httpserver import HTTPServer
@@ -162,11 +164,11 @@ def test_refuses_forbidden_licence_unless_allowed(tmp_path: Path, hub: FakeHub,
     assert main(["publish", str(out), "--repo", REPO]) == 1
     err = capsys.readouterr().err
     assert "chatdoctor" in err and "med_wiki" in err and "--license-allow" in err
-    assert "cmb_eval" not in err          # eval sources are not in the published data
+    assert "cmb_eval" in err              # its rows are in the published `eval` config
     assert hub.calls == []
-    assert main(["publish", str(out), "--repo", REPO, "--allow-license", "chatdoctor"]) == 1
+    assert main(["publish", str(out), "--repo", REPO, "--allow-license", "chatdoctor", "med_wiki"]) == 1
     assert hub.calls == []
-    assert main(["publish", str(out), "--repo", REPO, "--allow-license", "chatdoctor", "med_wiki"]) == 0  # old name
+    assert main(["publish", str(out), "--repo", REPO, "--allow-license", "chatdoctor", "med_wiki", "cmb_eval"]) == 0  # old flag name
     assert len(hub.commits) == 1
     # the flag build uses, with a licence category standing for every source that has it
     assert main(["publish", str(out), "--repo", REPO, "--license-allow", "no-redistribution", "copyrighted"]) == 0
@@ -277,3 +279,72 @@ def test_published_repo_loads_with_datasets(tmp_path: Path, hub: FakeHub) -> Non
     reads = [p for p in hub.reader.paths if p.startswith("GET /datasets/") and p.endswith(".parquet")]
     assert sorted(reads) == sorted(f"GET /datasets/{REPO}/resolve/{COMMIT_OID}/{s['path']}"
                                    for s in manifest["shards"] if s["path"].split("/")[0] in configs)
+
+
+# ------------------------------------------------------------------ the publishable path of a new user
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCKED = {"cblue_meddg", "medical_dialog_raw_zh", "medical_dialog_raw_en"}   # no-redistribution / copyrighted
+
+
+def _build(out: Path, *extra: str, sources: tuple[str, ...] = ()) -> dict:
+    args = ["build", "--catalog", str(ROOT / "sources.yaml"), "--mirror", str(ROOT / "examples" / "mirror"),
+            "--out", str(out), "--workers", "2", *extra]
+    if sources:
+        args += ["--sources", *sources]
+    assert main(args) == 0
+    return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+
+
+def test_build_corpus_then_publish_succeeds(tmp_path: Path, hub: FakeHub, capsys: pytest.CaptureFixture) -> None:
+    """What `make build-corpus && make publish REPO=…` runs (build-corpus builds with the publishable
+    profile; offline it reads the bundled mirror), against the fake Hub."""
+    out = tmp_path / "out"
+    manifest = _build(out, "--license-profile", "publishable")
+    for sid in BLOCKED:
+        assert manifest["sources"][sid]["status"] == "skipped"
+        assert "--license-profile publishable" in manifest["sources"][sid]["error"]
+    assert manifest["sources"]["cblue_chip_mdcfnpc"]["withheld"]           # eval source: decontamination only
+    assert manifest["sources"]["cblue_chip_mdcfnpc"]["counts"]["eval_written"] == 0
+    capsys.readouterr()
+    assert main(["publish", str(out), "--repo", REPO]) == 0
+    err = capsys.readouterr().err
+    assert "SAMPLE DATA" in err                                             # a mirror build says so, loudly
+    uploaded = {p for p in hub.files if p.endswith(".parquet")}
+    assert any(p.startswith("eval/") for p in uploaded)
+    assert uploaded == {s["path"] for s in manifest["shards"]}
+    sources = set()
+    for path in uploaded:
+        sources |= set(pq.read_table(io.BytesIO(hub.files[path]), columns=["source"]).column("source").to_pylist()) \
+            if not path.startswith("rejects/") else set()
+    assert sources and not sources & (BLOCKED | {"cblue_chip_mdcfnpc"})
+    card = hub.files["README.md"].decode("utf-8")
+    assert "explicitly allowed" not in card
+    assert "SAMPLE DATA" in card
+    assert "| `cblue_meddg` | skipped | licence category no-redistribution is denied" in card
+    assert "--license-profile all" in card                                  # how to include it privately
+
+
+def test_default_build_with_restricted_sources_is_refused(tmp_path: Path, hub: FakeHub,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    _build(out, sources=("cblue_meddg", "cblue_chip_mdcfnpc", "cmedqa2"))
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "Redistribution forbidden upstream" in card and "explicitly allowed" not in card
+    capsys.readouterr()
+    assert main(["publish", str(out), "--repo", REPO]) == 1
+    err = capsys.readouterr().err
+    assert "cblue_meddg" in err and "cblue_chip_mdcfnpc" in err           # eval rows are redistributed too
+    assert "--license-profile publishable" in err
+    assert hub.commits == []
+
+
+def test_licence_options_change_the_config_hash(tmp_path: Path) -> None:
+    ids = ("cmedqa2",)
+    plain = _build(tmp_path / "a", sources=ids)["config_hash"]
+    assert _build(tmp_path / "b", sources=ids)["config_hash"] == plain
+    hashes = {plain,
+              _build(tmp_path / "c", "--license-deny", "copyrighted", sources=ids)["config_hash"],
+              _build(tmp_path / "d", "--license-allow", "permissive", "non-commercial", sources=ids)["config_hash"],
+              _build(tmp_path / "e", "--license-profile", "publishable", sources=ids)["config_hash"]}
+    assert len(hashes) == 4

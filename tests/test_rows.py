@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from etl.catalog import Source
-from etl.convert.base import Reject, Row, Turn
+from etl.convert.base import Reject, Row, ToolCall, Turn
 from etl.rows import RowBuilder
 from etl.schemas import arrow_schema, json_schema
 
@@ -51,19 +51,71 @@ def test_leading_system_turn_is_allowed():
     assert [t["role"] for t in out["messages"]] == ["system", "user", "assistant"]
 
 
+def reply(text: str) -> Turn:
+    return Turn("assistant", text)
+
+
 def test_reward_rules():
     builder = RowBuilder(src("reward"))
-    good = builder.build(Row(prompt=[Turn("user", "q")], chosen="好的回答", rejected="差的回答"), "train")
-    assert (good["chosen"], good["rejected"]) == ("好的回答", "差的回答")
+    good = builder.build(Row(prompt=[Turn("user", "q")], chosen=reply("好的回答"), rejected=reply("差的回答")), "train")
+    assert (good["chosen"], good["rejected"]) == ([{"role": "assistant", "content": "好的回答"}],
+                                                  [{"role": "assistant", "content": "差的回答"}])
+    assert good["tools"] is None
     for row, reason in [
-        (Row(prompt=[Turn("user", "q")], chosen="same", rejected=" same "), "chosen_equals_rejected"),
-        (Row(prompt=[Turn("user", "q")], chosen="x", rejected=""), "empty_output"),
-        (Row(prompt=[Turn("user", "q"), Turn("assistant", "a")], chosen="x", rejected="y"), "bad_role_order"),
-        (Row(prompt=[], chosen="x", rejected="y"), "empty_prompt"),
+        (Row(prompt=[Turn("user", "q")], chosen=reply("same"), rejected=reply(" same ")), "chosen_equals_rejected"),
+        (Row(prompt=[Turn("user", "q")], chosen=reply("x"), rejected=reply("")), "empty_output"),
+        (Row(prompt=[Turn("user", "q")], chosen=Turn("user", "x"), rejected=reply("y")), "bad_role_order"),
+        (Row(prompt=[Turn("user", "q"), Turn("assistant", "a")], chosen=reply("x"), rejected=reply("y")), "bad_role_order"),
+        (Row(prompt=[], chosen=reply("x"), rejected=reply("y")), "empty_prompt"),
+        (Row(prompt=[Turn("user", "q")], chosen=Turn("assistant", "", (ToolCall("f", "{}"),)),
+             rejected=Turn("assistant", "", (ToolCall("f", "{}"),))), "chosen_equals_rejected"),
     ]:
         with pytest.raises(Reject) as info:
             builder.build(row, "train")
         assert info.value.reason == reason
+
+
+CALL = Turn("assistant", "", (ToolCall("get_weather", '{"city": "北京"}'),))
+
+
+def test_tool_call_rows():
+    builder = RowBuilder(src())
+    tools = '[{"function": {"name": "get_weather"}, "type": "function"}]'
+    out = builder.build(Row(messages=[Turn("user", "天气?"), CALL, Turn("tool", "晴"), Turn("tool", "25度"),
+                                      Turn("assistant", "晴, 25度")], tools=tools), "train")
+    assert out["messages"][1] == {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "北京"}'}}]}
+    assert out["messages"][2] == {"role": "tool", "content": "晴"}
+    assert out["tools"] == tools
+    # prompt of a preference row may end on the tool result; the chosen reply may itself be a call
+    reward = RowBuilder(src("reward")).build(
+        Row(prompt=[Turn("user", "天气?"), CALL, Turn("tool", "晴")], chosen=reply("晴天"), rejected=CALL), "train")
+    assert reward["rejected"][0]["tool_calls"][0]["function"]["name"] == "get_weather"
+
+
+@pytest.mark.parametrize(
+    ("turns", "reason"),
+    [
+        ([Turn("user", "q"), CALL, Turn("assistant", "a")], "bad_role_order"),           # call without result
+        ([Turn("user", "q"), Turn("tool", "r"), Turn("assistant", "a")], "bad_role_order"),  # result without call
+        ([Turn("user", "q"), CALL, Turn("tool", "r")], "ends_without_answer"),
+        ([Turn("user", "q"), CALL], "ends_without_answer"),
+        ([Turn("user", "q", (ToolCall("f", "{}"),)), Turn("assistant", "a")], "bad_tool_call"),
+        ([Turn("user", "q"), CALL, Turn("tool", " "), Turn("assistant", "a")], "empty_input"),
+    ],
+)
+def test_tool_call_rules(turns, reason):
+    with pytest.raises(Reject) as info:
+        RowBuilder(src()).build(Row(messages=turns), "train")
+    assert info.value.reason == reason
+
+
+def test_plain_row_ids_do_not_depend_on_the_tools_column():
+    # ids of rows without tools are the hash of their messages alone, as before the column existed
+    out = RowBuilder(src()).build(sft(("user", "头晕怎么办"), ("assistant", "多休息")), "train")
+    payload = {"messages": out["messages"]}
+    from etl.rows import content_hash
+    assert out["id"] == f"demo_src/{content_hash(payload)}"
 
 
 def test_native_ids_must_be_unique_and_content_ids_are_disambiguated():
@@ -98,6 +150,16 @@ def test_arrow_schema_follows_json_schema(task):
     assert schema.names == list(json_schema(task)["properties"])
     assert schema.field("lang_score").type == pa.float32()
     assert schema.field("dup_count").type == pa.int32()
+    turn = pa.struct([pa.field("role", pa.string(), nullable=False), pa.field("content", pa.string(), nullable=False),
+                      pa.field("tool_calls", pa.list_(pa.struct([
+                          pa.field("type", pa.string(), nullable=False),
+                          pa.field("function", pa.struct([pa.field("name", pa.string(), nullable=False),
+                                                          pa.field("arguments", pa.string(), nullable=False)]),
+                                   nullable=False)])))])
     if task == "sft":
-        assert schema.field("messages").type == pa.list_(pa.struct([pa.field("role", pa.string(), nullable=False),
-                                                                    pa.field("content", pa.string(), nullable=False)]))
+        assert schema.field("messages").type == pa.list_(turn)
+    if task == "reward":
+        assert [schema.field(c).type for c in ("prompt", "chosen", "rejected")] == [pa.list_(turn)] * 3
+    if task != "pretrain":
+        assert schema.field("tools").type == pa.string() and schema.field("tools").nullable
+    assert [f.name for f in schema if f.nullable] == ([] if task == "pretrain" else ["tools"])

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     width = max((len(e.name) for e in entries), default=0)
     for entry in entries:
-        print(f"{entry.name:<{width}}  {entry.rows:>10,} rows  {entry.file_name}")
+        print(f"{entry.name:<{width}}  {entry.split:<10}  {entry.rows:>10,} rows  {entry.file_name}")
     print(f"\nwrote {args.dest / 'dataset_info.json'}; in your LLaMA-Factory training config:\n")
     print(training_snippet(str(args.dest), entries), end="")
     return 0

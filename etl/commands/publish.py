@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         load_manifest,
         output_problems,
         publish,
+        sample_warning,
     )
 
     problem = repo_id_problem(args.repo)
@@ -76,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
             problems = output_problems(out) + licence_problems(manifest, allow)
             for problem in problems:
                 print(f"would refuse: {problem}", file=sys.stderr)
+            for line in sample_warning(manifest):
+                print(line, file=sys.stderr)
             return 1 if problems else 0
+        for line in sample_warning(manifest):
+            print(line, file=sys.stderr)
         url = publish(out, args.repo, private=args.private, revision=args.revision, allow_license=allow)
     except PublishError as exc:
         print(f"error: {exc}", file=sys.stderr)

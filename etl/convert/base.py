@@ -39,12 +39,28 @@ class Filtered(Exception):
 
 
 @dataclass(frozen=True)
-class Turn:
-    role: str  # system | user | assistant
-    content: str
+class ToolCall:
+    """One call an assistant turn makes: the tool's name and its arguments as a JSON object string."""
 
-    def as_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
+    name: str
+    arguments: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # system | user | assistant | tool
+    content: str
+    tool_calls: tuple[ToolCall, ...] = ()   # only on assistant turns that call tools (content may be "")
+
+    def as_dict(self) -> dict[str, Any]:
+        """`{role, content}`, plus `tool_calls` only on a turn that has them (plain turns stay as they were)."""
+        turn: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            turn["tool_calls"] = [call.as_dict() for call in self.tool_calls]
+        return turn
 
 
 @dataclass
@@ -52,15 +68,17 @@ class Row:
     """A converted row before the build adds the common columns (id, source, license, lang...).
 
     Exactly the task's fields are set: `text` (pretrain), `messages` (sft), or `prompt`, `chosen`,
-    `rejected` (reward). `native_id` makes the id `{source}/{native_id}`; without it the id is a hash
+    `rejected` (reward; each of the last two one assistant turn). `tools` is the JSON list of tool schemas
+    of a tool-calling row (sft or reward), None otherwise. `native_id` makes the id `{source}/{native_id}`; without it the id is a hash
     of the content. `split` overrides the file's split; `meta` collects upstream extras.
     """
 
     text: str | None = None
     messages: list[Turn] | None = None
     prompt: list[Turn] | None = None
-    chosen: str | None = None
-    rejected: str | None = None
+    chosen: Turn | None = None
+    rejected: Turn | None = None
+    tools: str | None = None
     native_id: str | None = None
     split: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)

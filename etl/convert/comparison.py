@@ -32,5 +32,5 @@ def ranked_output(record: Any, ctx: RecordContext) -> list[Row]:
     meta = rest_as_meta(record, (k_ins, k_in, k_out, ctx.fields.get("id", "")))
     if len(ranked) > 2:
         meta["ranked_count"] = len(ranked)
-    return [Row(prompt=[Turn("user", user)], chosen=ranked[0], rejected=ranked[-1],
+    return [Row(prompt=[Turn("user", user)], chosen=Turn("assistant", ranked[0]), rejected=Turn("assistant", ranked[-1]),
                 native_id=native_id(record, ctx), meta=meta)]

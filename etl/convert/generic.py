@@ -140,7 +140,8 @@ def preference(record: Any, ctx: RecordContext) -> list[Row]:
         prompt += pairs_to_turns(get_list(record, k_hist, required=False))
         prompt.append(Turn("user", get_str(record, k_q)))
         used = (k_q, k_c, k_r, k_sys, k_hist)
-    row = Row(prompt=prompt, chosen=get_str(record, k_c), rejected=get_str(record, k_r),
+    row = Row(prompt=prompt, chosen=Turn("assistant", get_str(record, k_c)),
+              rejected=Turn("assistant", get_str(record, k_r)),
               native_id=native_id(record, ctx), meta=rest_as_meta(record, (*used, ctx.fields.get("id", ""))))
     return [row]
 

@@ -1,6 +1,6 @@
 """Anthropic HH-RLHF: each record holds two whole transcripts (`chosen`, `rejected`) written as
 `"\\n\\nHuman: …\\n\\nAssistant: …"`. They share every turn but the last Assistant reply, so the pair
-becomes one reward row: the shared turns as `prompt`, the two final replies as `chosen` / `rejected`."""
+becomes one reward row: the shared turns as `prompt`, the two final replies as `chosen` / `rejected` (one assistant turn each)."""
 
 from __future__ import annotations
 
@@ -44,5 +44,5 @@ def hh_rlhf(record: Any, ctx: RecordContext) -> list[Row]:
                        min(len(prompt), len(rejected) - 1))
         raise Reject("prompt_mismatch", f"{k_c} and {k_r} differ before their final reply (turn {diverge + 1}: "
                      f"{len(chosen)} vs {len(rejected)} turns)")
-    return [Row(prompt=prompt, chosen=chosen[-1].content, rejected=rejected[-1].content,
+    return [Row(prompt=prompt, chosen=chosen[-1], rejected=rejected[-1],
                 meta=rest_as_meta(record, (k_c, k_r)))]

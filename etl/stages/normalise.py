@@ -44,8 +44,8 @@ def _row_texts(batch: pa.RecordBatch, task: str) -> pl.Series:
     if task == "sft":
         return _contents(batch.column("messages"))
     frame = pl.DataFrame({"prompt": _contents(batch.column("prompt")),
-                          "chosen": pl.Series(_combined(batch.column("chosen"))),
-                          "rejected": pl.Series(_combined(batch.column("rejected")))})
+                          "chosen": _contents(batch.column("chosen")),
+                          "rejected": _contents(batch.column("rejected"))})
     return frame.select(pl.concat_str(["prompt", "chosen", "rejected"], separator=SEPARATOR)).to_series()
 
 

@@ -10,8 +10,8 @@ SEPARATOR = "\n"
 
 def row_texts(batch: pa.RecordBatch | pa.Table, task: str) -> list[str]:
     """One string per row: pretrain `text`; sft every turn's content; reward the prompt turns, then
-    chosen and rejected. SFT/reward keys thus cover whole conversations (issue 5): one question with
-    two different answers is two different texts."""
+    the chosen and the rejected reply (each a one-message list). SFT/reward keys thus cover whole
+    conversations (issue 5): one question with two different answers is two different texts."""
     if task == "pretrain":
         return batch.column("text").to_pylist()
     if task == "sft":
@@ -20,7 +20,7 @@ def row_texts(batch: pa.RecordBatch | pa.Table, task: str) -> list[str]:
         prompts = batch.column("prompt").to_pylist()
         chosen = batch.column("chosen").to_pylist()
         rejected = batch.column("rejected").to_pylist()
-        return [SEPARATOR.join([*(t["content"] for t in p), c, r]) for p, c, r in zip(prompts, chosen, rejected, strict=True)]
+        return [SEPARATOR.join(t["content"] for t in [*p, *c, *r]) for p, c, r in zip(prompts, chosen, rejected, strict=True)]
     raise ValueError(f"unknown task {task!r}")
 
 
@@ -51,7 +51,7 @@ def dialogue_texts(batch: pa.RecordBatch | pa.Table, task: str) -> list[str]:
     if task == "reward":
         prompts = batch.column("prompt").to_pylist()
         chosen = batch.column("chosen").to_pylist()
-        return [SEPARATOR.join([*(t["content"] for t in p if t["role"] != "system"), c])
+        return [SEPARATOR.join(t["content"] for t in [*p, *c] if t["role"] != "system")
                 for p, c in zip(prompts, chosen, strict=True)]
     raise ValueError(f"unknown task {task!r}")
 

@@ -1,0 +1,111 @@
+"""Token counts of the written rows, per source and per config/split, for the manifest and the card.
+
+With `--tokenizer NAME_OR_PATH` a Hugging Face tokenizer counts them: a folder holding `tokenizer.json`
+(read with the `tokenizers` library), else a name or folder `transformers.AutoTokenizer` loads with
+`local_files_only=True` — nothing is ever downloaded. Without one the count is an estimate, labelled as
+such everywhere it is shown: one token per CJK character plus one per four other non-space characters (the
+usual ratios of BPE tokenizers trained on Chinese and English). Either way the text of a row is what a
+trainer sees of it (etl.stages.text.row_texts: every turn's content, tool schemas excluded), counted a
+batch at a time: the estimate with polars expressions, a tokenizer through its batch encoder.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+ESTIMATE_LABEL = "estimate (no tokenizer given): 1 token per CJK character + 1 per 4 other non-space characters"
+
+
+class TokenizerError(ValueError):
+    """The tokenizer named by --tokenizer cannot be loaded locally."""
+
+
+class CharEstimate:
+    method = "estimate"
+    label = ESTIMATE_LABEL
+
+    def count(self, texts: pl.Series) -> pl.Series:
+        frame = pl.DataFrame({"t": texts})
+        cjk = pl.col("t").str.count_matches(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]")
+        other = pl.col("t").str.replace_all(r"\s", "").str.len_chars() - cjk
+        return frame.select((cjk + (other + 3) // 4).cast(pl.Int64)).to_series()
+
+
+@dataclass
+class HFTokenizer:
+    name: str
+    encode_batch: Any
+    method: str = "tokenizer"
+
+    @property
+    def label(self) -> str:
+        return f"tokenizer {self.name} (no special tokens, no chat template)"
+
+    def count(self, texts: pl.Series) -> pl.Series:
+        return pl.Series([len(ids) for ids in self.encode_batch(texts.to_list())], dtype=pl.Int64)
+
+
+def load_counter(name_or_path: str | None) -> CharEstimate | HFTokenizer:
+    """The counter for `--tokenizer`; raises TokenizerError naming what was tried."""
+    if not name_or_path:
+        return CharEstimate()
+    folder = Path(name_or_path)
+    if (folder / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        return HFTokenizer(folder.name, lambda texts: [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)])
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise TokenizerError(f"--tokenizer {name_or_path}: no tokenizer.json in that folder, and `transformers` "
+                             "is not installed to load it by name") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise TokenizerError(f"--tokenizer {name_or_path}: not a tokenizer folder and not in the local Hugging "
+                             f"Face cache (nothing is downloaded): {exc}") from None
+    return HFTokenizer(name_or_path, lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"])
+
+
+def _contents(column: pa.Array | pa.ChunkedArray) -> pl.Series:
+    series = pl.Series(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+    return series.list.eval(pl.element().struct.field("content")).list.join("\n").fill_null("")
+
+
+def batch_texts(batch: pa.RecordBatch, task: str) -> pl.Series:
+    """What a trainer reads of each row, as one string (null columns of the eval config count as empty)."""
+    if task == "pretrain":
+        return pl.Series(batch.column("text")).fill_null("")
+    columns = ["messages"] if task == "sft" else ["prompt", "chosen", "rejected"]
+    frame = pl.DataFrame({name: _contents(batch.column(name)) for name in columns})
+    return frame.select(pl.concat_str(columns, separator="\n")).to_series()
+
+
+@dataclass
+class TokenTally:
+    counter: CharEstimate | HFTokenizer
+    by_source: Counter[str] = field(default_factory=Counter)
+    by_config: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def add(self, config: str, split: str, batch: pa.RecordBatch, task: str | None = None) -> None:
+        """Count one written batch of `config` (a task, or `eval` with the rows' `task` given)."""
+        if batch.num_rows == 0:
+            return
+        counts = self.counter.count(batch_texts(batch, task or config))
+        if config != "eval":  # per source: training rows (a source's eval split is counted under `eval`)
+            frame = pl.DataFrame({"source": pl.Series(batch.column("source")), "n": counts})
+            for source, n in frame.group_by("source").agg(pl.col("n").sum()).iter_rows():
+                self.by_source[source] += int(n)
+        self.by_config.setdefault(config, Counter())[split] += int(counts.sum())
+
+    def as_manifest(self) -> dict[str, Any]:
+        return {"method": self.counter.method, "label": self.counter.label,
+                "configs": {c: dict(sorted(s.items())) for c, s in sorted(self.by_config.items())},
+                "sources": dict(sorted(self.by_source.items()))}
