@@ -118,7 +118,8 @@ def test_alpaca_bad_records_keep_their_reasons(tmp_path: Path) -> None:
         ("line 14", "empty_output")]
     rows = pq.read_table(result.rows_path).to_pylist()
     assert [r["id"] for r in rows] == ["hand/1", "hand/7", "hand/8", "hand/9"]
-    assert rows[1]["messages"] == [{"role": "user", "content": "12\n\n3.5"}, {"role": "assistant", "content": "7"}]
+    assert rows[1]["messages"] == [{"role": "user", "content": "12\n\n3.5", "tool_calls": None},
+                                   {"role": "assistant", "content": "7", "tool_calls": None}]
     assert [t["role"] for t in rows[2]["messages"]] == ["system", "user", "assistant", "user", "assistant"]
     assert json.loads(rows[2]["meta"]) == {"extra": {"a": [1, None], "b": 1}}
 

@@ -24,7 +24,7 @@ from etl.cli import main
 from etl.convert.base import Filtered, Reject
 from etl.fetch.base import FetchError
 from etl.fetch.lock import LockMismatch
-from etl.fetch.net import TransientError
+from etl.fetch.net import ConnectTransient, OfflineError, TransientError
 from etl.publish import PublishError
 from etl.read.base import SourceFileError
 from etl.validate import validate_output
@@ -58,6 +58,8 @@ EXCEPTIONS = [
     Reject("empty_output"),
     Filtered("negative_candidate"),
     TransientError("HTTP 503 from example.org"),
+    ConnectTransient("connection refused by example.org"),
+    OfflineError("cmedqa2"),
     CatalogError("sources.yaml: source 'x': `formt`: unknown key"),
     PublishError("out: no manifest.json"),
 ]
@@ -87,7 +89,8 @@ def test_every_custom_exception_class_is_in_the_pickling_test():
     tested = {f"{type(e).__module__}.{type(e).__name__}" for e in EXCEPTIONS}
     not_exceptions = {"etl.read.base.ReadError", "etl.build.WorkerFailure"}  # plain records
     allowed_single_message = {"etl.build.BuildLockedError", "etl.build.OutputRefusedError",
-                              "etl.export.ExportError"}  # one message argument: pickles by default
+                              "etl.export.ExportError", "etl.tokens.TokenizerError",
+                              "etl.conversion._CrossUnitDuplicate"}  # one message argument: pickles by default
     assert defined - not_exceptions - allowed_single_message <= tested, defined - tested
 
 
@@ -199,6 +202,7 @@ def test_refresh_that_cannot_fetch_keeps_the_output(tmp_path):
 
 
 def test_validate_fails_on_an_output_without_rows(tmp_path):
+    (tmp_path / "mirror").mkdir()
     run = run_build(tmp_path, [], {}, with_good=False)
     assert run.code == 0
     assert "manifest.json: the output has no rows (every source failed, was skipped or was empty)" in \
@@ -227,7 +231,7 @@ def test_other_files_in_out_are_left_alone_and_only_recorded_entries_are_replace
     (out / "notes.txt").write_text("keep me\n")
     first = run_build(tmp_path, [], {})
     assert first.code == 0
-    assert first.manifest["entries"] == ["README.md", "rejects", "sft", "stats"]
+    assert first.manifest["entries"] == ["README.md", "eval", "rejects", "sft", "stats"]
     (out / "reward").mkdir()  # the user's, made after the build: not in the manifest's entries
     (out / "reward" / "x.txt").write_text("mine\n")
     again = run_build(tmp_path, [], {})

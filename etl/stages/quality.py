@@ -67,6 +67,19 @@ def row_parts(batch: pa.RecordBatch, task: str) -> tuple[pl.Series, pl.Series, p
     return whole_texts(batch, task), column_text(batch.column("chosen")), column_text(batch.column("prompt"), "user")
 
 
+def calls_tools(batch: pa.RecordBatch, task: str) -> np.ndarray:
+    """Per row: whether an answer turn (sft assistant turns, reward `chosen`) calls a tool. Such a turn
+    may carry no text at all: its answer is the call, so it is never a short or filler answer."""
+    column = {"sft": "messages", "reward": "chosen"}.get(task)
+    if column is None or column not in batch.schema.names:
+        return np.zeros(batch.num_rows, dtype=bool)
+    turns = pl.Series(batch.column(column))
+    if "tool_calls" not in {f.name for f in turns.dtype.inner.fields}:  # type: ignore[union-attr]
+        return np.zeros(batch.num_rows, dtype=bool)
+    calls = turns.list.eval(pl.element().struct.field("tool_calls").list.len().fill_null(0)).list.sum()
+    return (calls.fill_null(0) > 0).to_numpy()
+
+
 def char_repetition(texts: pl.Series, min_chars: int = 10) -> np.ndarray:
     """Per text, the largest share of characters equal to the character p places before (p in 1-10).
     Texts shorter than `min_chars` get 0."""
@@ -158,6 +171,7 @@ class Quality(Stage):
             "filler": filler,
             "ad_hits": answer.str.count_matches(_ADS).to_numpy(),
             "echo": echo,
+            "calls_tools": calls_tools(batch, self.task),
         }
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -167,8 +181,8 @@ class Quality(Stage):
             "mojibake": m["mojibake"] > self._limits(sources, "max_mojibake_ratio", pl.Float64),
             "char_repetition": m["char_repetition"] > self._limits(sources, "max_char_repetition", pl.Float64),
             "line_repetition": m["line_repetition"] > self._limits(sources, "max_line_repetition", pl.Float64),
-            "short_answer": m["answer_chars"] < self._limits(sources, "min_answer_chars", pl.Int64),
-            "filler_answer": m["filler"] & self._limits(sources, "drop_filler", pl.Boolean),
+            "short_answer": (m["answer_chars"] < self._limits(sources, "min_answer_chars", pl.Int64)) & ~m["calls_tools"],
+            "filler_answer": m["filler"] & self._limits(sources, "drop_filler", pl.Boolean) & ~m["calls_tools"],
             "advertising": m["ad_hits"] > self._limits(sources, "max_ad_hits", pl.Int64),
             "echo": m["echo"] & self._limits(sources, "drop_echo", pl.Boolean),
         }
