@@ -7,14 +7,13 @@ finds a manifest finds exactly the shards it lists (with their sha256); `medcorp
 
 from __future__ import annotations
 
+import contextlib
 import json
-import multiprocessing
 import os
 import shutil
 import socket
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import pyarrow.compute as pc
 from etl import __version__
 from etl.catalog import TASKS, Catalog, Source
 from etl.conversion import Converted, convert_source
+from etl.engines import Engine, make_engine
 from etl.executor import TaskRun, scan_parquet
 from etl.faults import checkpoint
 from etl.fetch.base import FetchedSource, FetchError
@@ -56,6 +56,8 @@ class BuildOptions:
     force_fetch: bool = False
     license_allow: tuple[str, ...] = ()     # licence categories a training source may have (see licence_categories)
     license_deny: tuple[str, ...] = ()      # licence categories that exclude a training source
+    engine: str = "local"                   # local | ray (etl/engines/)
+    ray_address: str | None = None          # an existing Ray cluster; None starts a local one
 
 
 def licence_categories(source: Source) -> set[str]:
@@ -178,7 +180,7 @@ def _inside(exc: OSError, folder: Path) -> bool:
 
 
 def fetch_and_convert(catalog: Catalog, outcomes: list[SourceOutcome], options: BuildOptions, work_dir: Path,
-                      reporter: Reporter) -> None:
+                      reporter: Reporter, engine: Engine | None = None) -> None:
     fetched = _fetcher(options, catalog).fetch_many([o.source for o in outcomes], force=options.force_fetch)
     for outcome in outcomes:
         result = fetched[outcome.source.id]
@@ -189,16 +191,16 @@ def fetch_and_convert(catalog: Catalog, outcomes: list[SourceOutcome], options: 
             outcome.fetched = result
     todo = [o for o in outcomes if o.status == "ok"]
     reporter.phase("convert", len(todo))
-    if options.workers > 1 and len(todo) > 1:
-        # spawn, not fork: forked workers deadlock once the parent has used polars (MEASURED.md)
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=options.workers, mp_context=context) as pool:
-            futures = [pool.submit(convert_source, o.source, o.fetched, work_dir) for o in todo]
-            for outcome, future in zip(todo, futures, strict=True):
-                _settle(outcome, future.result, reporter, work_dir)
-    else:
-        for outcome in todo:
-            _settle(outcome, lambda o=outcome: convert_source(o.source, o.fetched, work_dir), reporter, work_dir)
+    with _engine(engine, options) as run:
+        results = run.map_units(convert_source, [(o.source, o.fetched, work_dir) for o in todo])
+        for outcome, result in zip(todo, results, strict=True):
+            _settle(outcome, result, reporter, work_dir)
+
+
+def _engine(engine: Engine | None, options: BuildOptions) -> Any:
+    """The build's engine, or (for a caller without one) a new one closed after use."""
+    return contextlib.nullcontext(engine) if engine is not None else make_engine(
+        options.engine, options.workers, options.ray_address)
 
 
 def _settle(outcome: SourceOutcome, run: Any, reporter: Reporter, work_dir: Path) -> None:
@@ -267,7 +269,13 @@ def _eval_scan(outcomes: list[SourceOutcome]) -> Any:
 
 
 def run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, work_dir: Path,
-              options: BuildOptions, reporter: Reporter) -> list[Shard]:
+              options: BuildOptions, reporter: Reporter, engine: Engine | None = None) -> list[Shard]:
+    with _engine(engine, options) as run_on:
+        return _run_tasks(catalog, outcomes, staging, work_dir, reporter, run_on)
+
+
+def _run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, work_dir: Path,
+               reporter: Reporter, engine: Engine) -> list[Shard]:
     build = catalog.build
     shards: list[Shard] = []
     by_id = {o.source.id: o for o in outcomes}
@@ -279,7 +287,7 @@ def run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, wo
         stages = default_stages(task, build)
         reporter.phase(f"{task}: stages", len(stages))
         run = TaskRun(task, stages, work_dir / "stages" / task, staging / "stats" / "reports" / task,
-                      _eval_scan(outcomes), options.workers,
+                      _eval_scan(outcomes), engine,
                       on_stage=lambda name, t=task: reporter.advance(f"{t}: stages", name))
         run.report_dir.mkdir(parents=True, exist_ok=True)
         columns = set(arrow_schema(task).names) | {"_row", "_priority"}
@@ -420,7 +428,7 @@ def _write_card(staging: Path, manifest: dict[str, Any], reporter: Reporter) -> 
 def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> BuildResult:
     out = options.out
     sources = [_with_build_settings(s, catalog) for s in catalog.select(options.source_ids, options.tasks)]
-    with OutputLock(out, reporter):
+    with OutputLock(out, reporter), make_engine(options.engine, options.workers, options.ray_address) as engine:
         work_dir = out / ".work"
         staging = out / ".staging"
         shutil.rmtree(staging, ignore_errors=True)
@@ -431,13 +439,13 @@ def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> Bu
             if reason:
                 outcome.status, outcome.error = "skipped", reason
                 reporter.info(f"{outcome.source.id}: left out: {reason}")
-        fetch_and_convert(catalog, [o for o in outcomes if o.status == "ok"], options, work_dir, reporter)
+        fetch_and_convert(catalog, [o for o in outcomes if o.status == "ok"], options, work_dir, reporter, engine)
         for outcome in outcomes:
             if outcome.converted and outcome.converted.counts.get("filtered_by_reason", {}).get("no_persona_configured"):
                 reporter.warn(f"{outcome.source.id}: skipped: set build.persona.name and build.persona.author "
                               "in the catalogue to generate identity data")
                 outcome.status = "skipped"
-        shards = run_tasks(catalog, outcomes, staging, work_dir, options, reporter)
+        shards = run_tasks(catalog, outcomes, staging, work_dir, options, reporter, engine)
         shards += write_rejects(outcomes, staging, catalog.build.shard_max_bytes)
         manifest = make_manifest(catalog, outcomes, shards, options)
         _write_card(staging, manifest, reporter)

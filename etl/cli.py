@@ -19,6 +19,7 @@ from etl import __version__, commands
 from etl.build import BuildLockedError, BuildOptions, BuildResult, run_build
 from etl.catalog import TASKS, Catalog, CatalogError, load_catalog
 from etl.convert.base import registry
+from etl.engines import ENGINES
 from etl.ui import Reporter, setup_logging
 from etl.validate import validate_output
 
@@ -113,7 +114,12 @@ def add_build_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mirror", type=Path, help="read every source from DIR/<source_id>/ instead of the network")
     parser.add_argument("--out", type=Path, help="output folder (default: build.out of the catalogue)")
     parser.add_argument("--cache", type=Path, help="download cache (default: $MEDCORPUS_CACHE or ~/.cache/medcorpus)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes for conversion (default 1)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes for conversion and the cross-source stages (default 1)")
+    parser.add_argument("--engine", choices=ENGINES, default="local",
+                        help="where the work runs: local process pool (default) or a Ray cluster (extra .[ray])")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="with --engine ray: an existing cluster (e.g. ray://head:10001); default starts a local Ray")
     parser.add_argument("--offline-mirror", type=Path, metavar="DIR",
                         help="when no dataset host can be reached, build from this mirror instead (with a warning)")
     licence_choices = ["permissive", "non-commercial", "academic-only", "no-redistribution", "copyrighted", "unclear"]
@@ -137,7 +143,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     options = BuildOptions(out=args.out or Path(catalog.build.out), source_ids=args.sources, tasks=args.tasks,
                            mirror=mirror, cache_dir=args.cache, workers=max(1, args.workers),
                            keep_going=args.keep_going, force_fetch=getattr(args, "force", False),
-                           license_allow=tuple(args.license_allow), license_deny=tuple(args.license_deny))
+                           license_allow=tuple(args.license_allow), license_deny=tuple(args.license_deny),
+                           engine=args.engine, ray_address=args.ray_address)
     with Reporter() as reporter:
         try:
             result = run_build(catalog, options, reporter)

@@ -79,6 +79,7 @@ class Decontaminate(Stage):
 
     name = "decontaminate"
     writes = ()
+    replay_reads = ("_row",)
     drops_rows = True
 
     def __init__(self, task: str, config: DecontamConfig) -> None:

@@ -200,6 +200,7 @@ class ExactDedup(Stage):
     name = "exact_dedup"
     reads = ("_key", *MEMBER_COLUMNS)
     writes = ("dup_count", "meta")
+    replay_reads = ("_row", "dup_count", "meta")
     drops_rows = True
 
     def __init__(self, config: DedupConfig) -> None:
@@ -305,6 +306,7 @@ class NearDedup(Stage):
     name = "near_dedup"
     reads = ("_key", *MEMBER_COLUMNS)
     writes = ("dup_count", "meta")
+    replay_reads = ("_row", "dup_count", "meta")
     drops_rows = True
 
     def __init__(self, config: MinHashConfig, report_clusters: int = 20) -> None:

@@ -15,6 +15,8 @@ from etl.stages.normalise import Normalise
 class _Off(Stage):
     """A stage switched off in the build settings: keeps its place (and manifest counter) in the chain."""
 
+    replay_reads = ()
+
     def __init__(self, name: str) -> None:
         self.name = name
 
