@@ -9,6 +9,7 @@ smallest `id` (DESIGN §5). Sample clusters go to `report_dir/dup_clusters-<task
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections import Counter
@@ -25,7 +26,14 @@ import xxhash
 
 from etl.catalog import DedupConfig, MinHashConfig
 from etl.stages.base import Scan, Stage, StageContext
-from etl.stages.minhash import band_hashes, lsh_params, shingle_hashes, signatures, unique_counts
+from etl.stages.minhash import (
+    band_hashes,
+    lsh_params,
+    shingle_hashes,
+    signatures,
+    sorted_contains,
+    unique_counts,
+)
 from etl.stages.text import row_texts, text_columns
 from etl.textnorm import numbers_of
 
@@ -41,6 +49,7 @@ class Resolution:
     drop: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     absorbed_by: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # survivor per drop
     survivors: dict[int, tuple[int, Counter[str]]] = field(default_factory=dict)  # dup_count, absorbed
+    survivor_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # sorted keys
     clusters: int = 0
 
 
@@ -98,13 +107,14 @@ def resolve(members: pl.DataFrame) -> tuple[Resolution, list[list[dict[str, Any]
         survivors[survivor["_row"]] = (dup_count, absorbed)
         clusters.append(rows)
     pairs = np.array(sorted(drop), dtype=np.int64).reshape(-1, 2)
-    return Resolution(pairs[:, 0].copy(), pairs[:, 1].copy(), survivors, len(clusters)), clusters
+    return Resolution(pairs[:, 0].copy(), pairs[:, 1].copy(), survivors,
+                      np.array(sorted(survivors), dtype=np.int64), len(clusters)), clusters
 
 
 def apply_resolution(batch: pa.RecordBatch, resolution: Resolution) -> pa.RecordBatch:
     rows = batch.column("_row").to_numpy(zero_copy_only=False)
-    keep = ~np.isin(rows, resolution.drop)
-    hits = [i for i, row in enumerate(rows.tolist()) if row in resolution.survivors]
+    keep = ~sorted_contains(resolution.drop, rows)
+    hits = np.flatnonzero(sorted_contains(resolution.survivor_rows, rows)).tolist()
     if hits:
         dup_count = batch.column("dup_count").to_numpy(zero_copy_only=False).astype(np.int32)
         meta = batch.column("meta").to_pylist()
@@ -230,6 +240,17 @@ class ExactDedup(Stage):
         return {"clusters": self.resolution.clusters, "removed": int(self.resolution.drop.size)}
 
 
+def batch_band_hashes(config: MinHashConfig, bands: int, rows: int,
+                      batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
+    """(rows with shingles, their (rows, bands) band hashes) of one batch of `_row`, `_key`."""
+    hashes, offsets = shingle_hashes(batch.column("_key").to_pylist(), config.ngram)
+    has_shingles = np.diff(offsets) > 0
+    ordinals = batch.column("_row").to_numpy(zero_copy_only=False)[has_shingles]
+    if not ordinals.size:
+        return ordinals, np.empty((0, bands), dtype=np.uint64)
+    return ordinals, band_hashes(signatures(hashes, offsets, config.num_perm, config.seed)[has_shingles], bands, rows)
+
+
 class _UnionFind:
     def __init__(self) -> None:
         self.parent: dict[int, int] = {}
@@ -321,7 +342,7 @@ class NearDedup(Stage):
 
     def prepare(self, scan: Scan, ctx: StageContext) -> None:
         spill = _fresh_dir(Path(ctx.work_dir) / "bands")
-        self.spill_band_hashes(scan, spill)
+        self.spill_band_hashes(scan, spill, ctx)
         pairs = self.candidate_pairs(spill)
         shutil.rmtree(spill, ignore_errors=True)
         self.figures = {"bands": self.bands, "rows": self.rows, "candidate_pairs": int(len(pairs))}
@@ -331,16 +352,12 @@ class NearDedup(Stage):
         self.resolution, clusters = resolve(members)
         write_cluster_report(ctx, self.name, scan, clusters, self.report_clusters, similarity)
 
-    def spill_band_hashes(self, scan: Scan, spill: Path) -> None:
-        cfg = self.config
-        for part, batch in enumerate(scan(["_row", "_key"])):
-            hashes, offsets = shingle_hashes(batch.column("_key").to_pylist(), cfg.ngram)
-            has_shingles = np.diff(offsets) > 0
-            if not has_shingles.any():
+    def spill_band_hashes(self, scan: Scan, spill: Path, ctx: StageContext) -> None:
+        """Band hashes of every row with shingles, computed on the engine's workers, spilled per batch."""
+        compute = functools.partial(batch_band_hashes, self.config, self.bands, self.rows)
+        for part, (rows, bands) in enumerate(ctx.map(compute, scan(["_row", "_key"]))):
+            if not rows.size:
                 continue
-            bands = band_hashes(signatures(hashes, offsets, cfg.num_perm, cfg.seed)[has_shingles],
-                                self.bands, self.rows)
-            rows = batch.column("_row").to_numpy(zero_copy_only=False)[has_shingles]
             frame = pl.DataFrame({
                 "band": np.repeat(np.arange(self.bands, dtype=np.uint16), rows.size),
                 "hash": bands.T.reshape(-1),

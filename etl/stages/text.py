@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import polars as pl
 import pyarrow as pa
 
 SEPARATOR = "\n"
@@ -53,3 +54,21 @@ def dialogue_texts(batch: pa.RecordBatch | pa.Table, task: str) -> list[str]:
         return [SEPARATOR.join([*(t["content"] for t in p if t["role"] != "system"), c])
                 for p, c in zip(prompts, chosen, strict=True)]
     raise ValueError(f"unknown task {task!r}")
+
+
+def _joined_contents(column: pa.Array | pa.ChunkedArray) -> pl.Series:
+    """A string column as it is; a list of turns as its contents joined by SEPARATOR."""
+    series = pl.Series(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+    if series.dtype == pl.String:
+        return series
+    return series.list.eval(pl.element().struct.field("content")).list.join(SEPARATOR)
+
+
+def row_text_series(batch: pa.RecordBatch | pa.Table, task: str) -> pl.Series:
+    """`row_texts` in polars, without a trip through Python objects (normalise, decontaminate)."""
+    if task not in ("pretrain", "sft", "reward"):
+        raise ValueError(f"unknown task {task!r}")
+    parts = [_joined_contents(batch.column(name)).alias(name) for name in text_columns(task)]
+    if len(parts) == 1:
+        return parts[0]
+    return pl.DataFrame(parts).select(pl.concat_str(pl.all(), separator=SEPARATOR)).to_series()
