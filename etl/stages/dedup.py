@@ -34,8 +34,8 @@ from etl.stages.minhash import (
     sorted_contains,
     unique_counts,
 )
-from etl.stages.text import row_texts, text_columns
-from etl.textnorm import numbers_of
+from etl.stages.text import row_texts, side_text_series, text_columns
+from etl.textnorm import match_keys, numbers_of
 
 MEMBER_COLUMNS = ["_row", "_priority", "_len", "id", "source", "dup_count", "meta"]
 _SNIPPET = 300
@@ -283,14 +283,17 @@ class _CandidateShingles:
     numbers: np.ndarray       # int64 id of each row's numbers signature, in read order
 
     @classmethod
-    def read(cls, scan: Scan, wanted: np.ndarray, ngram: int) -> _CandidateShingles:
+    def read(cls, scan: Scan, wanted: np.ndarray, ngram: int, columns: list[str] | None = None,
+             keys_of: Callable[[pa.RecordBatch], list[str]] | None = None) -> _CandidateShingles:
+        """Shingles of the `wanted` rows (sorted) of `keys_of(batch)` (default: the `_key` column)."""
         rows, hashes, counts, numbers = [], [], [], []
-        for batch in scan(["_row", "_key"]):
+        for batch in scan(columns or ["_row", "_key"]):
             ordinals = batch.column("_row").to_numpy(zero_copy_only=False)
-            mask = np.isin(ordinals, wanted)
+            mask = sorted_contains(wanted, ordinals)
             if not mask.any():
                 continue
-            keys = batch.column("_key").filter(pa.array(mask)).to_pylist()
+            chosen = batch.filter(pa.array(mask))
+            keys = keys_of(chosen) if keys_of else chosen.column("_key").to_pylist()
             flat, offsets = shingle_hashes(keys, ngram)
             doc = np.repeat(np.arange(len(keys), dtype=np.uint64), np.diff(offsets))
             unique = unique_counts((doc << np.uint64(32)) | (flat >> np.uint64(32)))[0]
@@ -313,7 +316,7 @@ class _CandidateShingles:
         b = self.hashes[self.offsets[j]:self.offsets[j + 1]]
         shared = np.intersect1d(a, b, assume_unique=True).size
         union = a.size + b.size - shared
-        return shared / union if union else 0.0
+        return shared / union if union else 1.0   # two empty sides are the same side
 
 
 class NearDedup(Stage):
@@ -330,9 +333,13 @@ class NearDedup(Stage):
     replay_reads = ("_row", "dup_count", "meta")
     drops_rows = True
 
-    def __init__(self, config: MinHashConfig, report_clusters: int = 20) -> None:
+    def __init__(self, config: MinHashConfig, report_clusters: int = 20, task: str = "pretrain") -> None:
         self.config = config
         self.report_clusters = report_clusters
+        self.task = task
+        self.split = config.fields == "split" and task in ("sft", "reward")
+        if self.split:
+            self.reads = (*self.reads, *text_columns(task))
         if config.bands and config.rows:
             self.bands, self.rows = config.bands, config.rows
         else:
@@ -395,21 +402,29 @@ class NearDedup(Stage):
         """Check candidate pairs (numbers, then exact Jaccard) and cluster the verified ones. Only
         candidate rows are held: their sorted unique 32-bit shingle hashes and numbers."""
         cfg = self.config
-        shingles = _CandidateShingles.read(scan, unique_counts(pairs.reshape(-1))[0], cfg.ngram)
+        wanted = unique_counts(pairs.reshape(-1))[0]
+        shingles = _CandidateShingles.read(scan, wanted, cfg.ngram)
         left, right = shingles.index(pairs[:, 0]), shingles.index(pairs[:, 1])
         if cfg.match_numbers:
             same = shingles.numbers[left] == shingles.numbers[right]
             pairs, left, right = pairs[same], left[same], right[same]
+        sides = self._side_shingles(scan, wanted) if self.split else []
         union = _UnionFind()
-        verified = 0
+        verified = split_rejected = 0
         for a, b, ia, ib in zip(pairs[:, 0].tolist(), pairs[:, 1].tolist(), left.tolist(), right.tolist(),
                                 strict=True):
             if union.find(a) == union.find(b):
                 continue
-            if shingles.jaccard(ia, ib) >= cfg.threshold:
-                union.union(a, b)
-                verified += 1
+            if shingles.jaccard(ia, ib) < cfg.threshold:
+                continue
+            if sides and any(side.jaccard(*side.index(np.array([a, b])).tolist()) < cfg.threshold for side in sides):
+                split_rejected += 1   # the whole rows are alike, but the prompts or the responses are not
+                continue
+            union.union(a, b)
+            verified += 1
         self.figures["verified_pairs"] = verified
+        if self.split:
+            self.figures["rejected_by_side"] = split_rejected
         clustered = np.array(sorted(union.parent), dtype=np.int64)
         kept = [_slim(batch.filter(pa.array(np.isin(batch.column("_row").to_numpy(zero_copy_only=False), clustered))))
                 for batch in scan(MEMBER_COLUMNS)]
@@ -423,10 +438,17 @@ class NearDedup(Stage):
 
         return members, similarity
 
+    def _side_shingles(self, scan: Scan, wanted: np.ndarray) -> list[_CandidateShingles]:
+        """Prompt-side and response-side shingles of the candidate rows (`fields: split`)."""
+        columns = ["_row", *text_columns(self.task)]
+        return [_CandidateShingles.read(scan, wanted, self.config.ngram, columns,
+                                        lambda batch, i=i: match_keys(side_text_series(batch, self.task)[i]).to_list())
+                for i in (0, 1)]
+
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         return apply_resolution(batch, self.resolution)
 
     def summary(self) -> dict[str, Any]:
-        return {**self.figures, "ngram": self.config.ngram, "num_perm": self.config.num_perm,
+        return {**self.figures, "fields": "split" if self.split else "whole", "ngram": self.config.ngram, "num_perm": self.config.num_perm,
                 "threshold": self.config.threshold, "clusters": self.resolution.clusters,
                 "removed": int(self.resolution.drop.size)}

@@ -30,7 +30,7 @@ def default_stages(task: str, build: BuildConfig) -> list[Stage]:
     return [
         Normalise(task),
         ExactDedup(dedup) if dedup.exact else _Off("exact_dedup"),
-        NearDedup(dedup.minhash, dedup.report_clusters) if dedup.minhash else _Off("near_dedup"),
+        NearDedup(dedup.minhash, dedup.report_clusters, task) if dedup.minhash else _Off("near_dedup"),
         Decontaminate(task, build.decontam) if build.decontam.enabled else _Off("decontaminate"),
         LangId(task, build.langid),
     ]

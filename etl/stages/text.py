@@ -72,3 +72,24 @@ def row_text_series(batch: pa.RecordBatch | pa.Table, task: str) -> pl.Series:
     if len(parts) == 1:
         return parts[0]
     return pl.DataFrame(parts).select(pl.concat_str(pl.all(), separator=SEPARATOR)).to_series()
+
+
+def side_text_series(batch: pa.RecordBatch | pa.Table, task: str) -> tuple[pl.Series, pl.Series]:
+    """The two sides near-dedup compares separately (DESIGN §5): sft prompt = every non-assistant
+    turn, response = every assistant turn; reward prompt = the prompt turns, response = chosen and
+    rejected. Each side's contents joined by SEPARATOR."""
+    if task == "sft":
+        turns = pl.Series(batch.column("messages").combine_chunks()
+                          if isinstance(batch.column("messages"), pa.ChunkedArray) else batch.column("messages"))
+
+        def side(assistant: bool) -> pl.Series:
+            is_assistant = pl.element().struct.field("role") == "assistant"
+            return turns.list.eval(pl.element().filter(is_assistant if assistant else ~is_assistant)
+                                   .struct.field("content")).list.join(SEPARATOR)
+
+        return side(False), side(True)
+    if task == "reward":
+        response = pl.DataFrame([_joined_contents(batch.column(n)).alias(n) for n in ("chosen", "rejected")])
+        return (_joined_contents(batch.column("prompt")),
+                response.select(pl.concat_str(pl.all(), separator=SEPARATOR)).to_series())
+    raise ValueError(f"task {task!r} has no prompt/response sides")
