@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -90,6 +91,7 @@ class TaskRun:
         self.engine = engine or LocalEngine(1)
         self.on_stage = on_stage or (lambda name: None)
         self.removed: dict[str, Counter[str]] = {s.name: Counter() for s in stages}
+        self.phases: list[tuple[str, float, float]] = []   # (what, start, end) on time.perf_counter()
 
     def run(self, source: Stream, columns: set[str]) -> Iterator[pa.RecordBatch]:
         """The task's output batches, in canonical order. Scratch is removed once they are all out."""
@@ -104,11 +106,15 @@ class TaskRun:
                 ctx = StageContext(self.task, self.work_dir / stage.name, self.report_dir, self.scan_eval,
                                    self.engine.workers, engine=self.engine)
                 ctx.work_dir.mkdir(parents=True, exist_ok=True)
+                start = time.perf_counter()
                 stage.prepare(_replay(current, segment), ctx)
+                self.phases.append((f"{stage.name}.prepare", start, time.perf_counter()))
                 shutil.rmtree(ctx.work_dir, ignore_errors=True)
                 checkpoint(f"stage:{stage.name}")
             segment.append(stage)
+        start = time.perf_counter()
         yield from self._apply(current, segment)
+        self.phases.append((f"apply {'+'.join(s.name for s in segment)} + write", start, time.perf_counter()))
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def _apply(self, source: Stream, segment: list[Stage]) -> Iterator[pa.RecordBatch]:
@@ -125,12 +131,14 @@ class TaskRun:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         path = folder / "rows.parquet"
+        start = time.perf_counter()
         writer: pq.ParquetWriter | None = None
         for batch in self._apply(source, segment):
             if writer is None:
                 writer = pq.ParquetWriter(path, batch.schema, compression="zstd")
             if batch.num_rows:
                 writer.write_batch(batch)
+        self.phases.append((f"apply {'+'.join(s.name for s in segment)} → scratch", start, time.perf_counter()))
         if writer is None:
             return lambda cols: iter(())
         writer.close()

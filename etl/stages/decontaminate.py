@@ -22,7 +22,6 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import xxhash
 
 from etl.catalog import DecontamConfig
 from etl.stages.base import Scan, Stage, StageContext
@@ -31,48 +30,20 @@ from etl.stages.text import prompt_texts, row_text_series, text_columns
 from etl.textnorm import match_unit_lists
 
 EVAL_COLUMNS = ["task", "id", "source", "text", "messages", "prompt", "chosen", "rejected"]
-_WORD_BIT = np.uint64(1 << 63)
 _SNIPPET = 300
 
 
-_HAN_RANGES = np.array([[0x3400, 0x4DBF], [0x4E00, 0x9FFF], [0xF900, 0xFAFF], [0x20000, 0x3134F]], dtype=np.int64)
+# One non-ASCII letter (a Han character, a kana) is a "character unit": a text mostly of these is cut
+# into ngram_zh-unit n-grams. Anything else (an English word, a number) is a word unit.
+_CHARACTER_UNIT = r"^[\p{L}--\p{ASCII}]$"
 
 
-def _code_points(data: np.ndarray, start: np.ndarray, width: np.ndarray) -> np.ndarray:
-    """The code point of each single character of UTF-8 `width` bytes at `start` (width 1-4)."""
-    padded = np.concatenate([data, np.zeros(3, dtype=np.uint8)]).astype(np.int64)
-    b0, b1, b2, b3 = (padded[start + k] for k in range(4))
-    return np.select([width == 1, width == 2, width == 3],
-                     [b0, (b0 & 0x1F) << 6 | (b1 & 0x3F), (b0 & 0x0F) << 12 | (b1 & 0x3F) << 6 | (b2 & 0x3F)],
-                     (b0 & 0x07) << 18 | (b1 & 0x3F) << 12 | (b2 & 0x3F) << 6 | (b3 & 0x3F))
-
-
-def _unit_codes(units: pl.Series) -> np.ndarray:
-    """uint64 code of every unit: a single non-ASCII letter (a Han character) is its code point,
-    anything else xxh3-64 of its UTF-8 with the top bit set. Han characters are decoded from the
-    UTF-8 bytes directly; each distinct other unit is hashed once."""
-    array = units.to_arrow().cast(pa.large_string())
-    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset:array.offset + len(array) + 1]
-    data = np.frombuffer(array.buffers()[2], dtype=np.uint8) if array.buffers()[2] else np.zeros(0, np.uint8)
-    start, nbytes = offsets[:-1], np.diff(offsets)
-    lead = data[np.minimum(start, max(data.size - 1, 0))].astype(np.int64) if data.size else np.zeros(0, np.int64)
-    width = np.select([lead < 0x80, lead >= 0xF0, lead >= 0xE0], [1, 4, 3], 2)
-    single = (nbytes == width) & (nbytes > 1)
-    codes = np.zeros(len(array), dtype=np.uint64)
-    points = _code_points(data, start[single], width[single])
-    han = ((points[:, None] >= _HAN_RANGES[:, 0]) & (points[:, None] <= _HAN_RANGES[:, 1])).any(axis=1)
-    where = np.flatnonzero(single)
-    codes[where[han]] = points[han].astype(np.uint64)
-    rest = np.ones(len(array), dtype=bool)
-    rest[where[han]] = False
-    if rest.any():
-        others = units.filter(pl.Series(rest))
-        distinct = others.unique().sort()
-        coded = np.fromiter(
-            (ord(u) if len(u) == 1 and not u.isascii() and u.isalpha() else xxhash.xxh3_64_intdigest(u.encode()) | (1 << 63)
-             for u in distinct.to_list()), dtype=np.uint64, count=distinct.len())
-        codes[rest] = coded[distinct.search_sorted(others).to_numpy()]
-    return codes
+def _unit_codes(units: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """uint64 code of every unit (polars' fixed-seed hash: equal units, equal codes, in every process
+    of one installation; only equality matters, so matches do not depend on the hash function) and
+    whether it is a character unit."""
+    codes = units.hash(seed=0).to_numpy()
+    return codes, units.str.contains(_CHARACTER_UNIT).to_numpy()
 
 
 def unit_windows(texts: list[str] | pl.Series, ngram_zh: int, ngram_en: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,9 +52,9 @@ def unit_windows(texts: list[str] | pl.Series, ngram_zh: int, ngram_en: int) -> 
     units = match_unit_lists(texts)
     count = units.len()
     lengths = units.list.len().to_numpy().astype(np.int64)
-    codes = _unit_codes(units.explode().drop_nulls()) if lengths.sum() else np.empty(0, dtype=np.uint64)
+    codes, character = _unit_codes(units.explode().drop_nulls())
     owner = np.repeat(np.arange(count, dtype=np.int64), lengths)
-    han = np.bincount(owner, weights=codes < _WORD_BIT, minlength=count)
+    han = np.bincount(owner, weights=character, minlength=count)
     is_zh = (lengths > 0) & (han * 2 >= lengths)
     parts_hashes, parts_text = [np.empty(0, dtype=np.uint64)], [np.empty(0, dtype=np.int64)]
     for flag, n in ((True, ngram_zh), (False, ngram_en)):

@@ -441,7 +441,9 @@ class NearDedup(Stage):
     def _side_shingles(self, scan: Scan, wanted: np.ndarray) -> list[_CandidateShingles]:
         """Prompt-side and response-side shingles of the candidate rows (`fields: split`)."""
         columns = ["_row", *text_columns(self.task)]
-        return [_CandidateShingles.read(scan, wanted, self.config.ngram, columns,
+        candidates = [batch.filter(pa.array(sorted_contains(wanted, batch.column("_row").to_numpy(zero_copy_only=False))))
+                      for batch in scan(columns)]           # one pass; candidate rows only
+        return [_CandidateShingles.read(lambda cols: iter(candidates), wanted, self.config.ngram, columns,
                                         lambda batch, i=i: match_keys(side_text_series(batch, self.task)[i]).to_list())
                 for i in (0, 1)]
 
