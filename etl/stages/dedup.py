@@ -44,12 +44,15 @@ _ALL_PAIRS = 8
 
 @dataclass
 class Resolution:
-    """What `apply` does: drop these rows; give these survivors a new dup_count and meta."""
+    """What `apply` does: drop these rows; give these survivors a new dup_count and meta. Sorted NumPy
+    arrays and one Arrow string array, not Python objects per cluster, so a task with millions of
+    clusters stays compact (and cheap to ship to the workers)."""
 
-    drop: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    absorbed_by: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # survivor per drop
-    survivors: dict[int, tuple[int, Counter[str]]] = field(default_factory=dict)  # dup_count, absorbed
-    survivor_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # sorted keys
+    drop: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))           # sorted
+    absorbed_by: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))    # survivor per drop
+    survivor_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # sorted
+    survivor_counts: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
+    survivor_absorbed: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))  # JSON {source: rows}
     clusters: int = 0
 
 
@@ -82,62 +85,78 @@ def order_members(members: pl.DataFrame) -> pl.DataFrame:
     return members.sort(["cluster", "_priority", "_len", "id"], descending=[False, True, True, False])
 
 
-def resolve(members: pl.DataFrame) -> tuple[Resolution, list[list[dict[str, Any]]]]:
+def _absorbed_json(absorbed: pl.DataFrame) -> pl.DataFrame:
+    """(survivor, source, rows) → one `{"source": rows, ...}` JSON string per survivor, sources sorted."""
+    sources = absorbed.get_column("source").unique().to_list()
+    quoted = pl.Series([json.dumps(x, ensure_ascii=False) for x in sources], dtype=pl.String)
+    return (absorbed.sort(["survivor", "source"])
+            .with_columns(pair=pl.concat_str([pl.col("source").replace_strict(sources, quoted, return_dtype=pl.String),
+                                              pl.col("rows").cast(pl.String)], separator=": "))
+            .group_by("survivor", maintain_order=True)
+            .agg(absorbed=pl.concat_str(pl.lit("{"), pl.col("pair").str.join(", "), pl.lit("}"))))
+
+
+def resolve(members: pl.DataFrame, sample: int = 0) -> tuple[Resolution, list[list[dict[str, Any]]]]:
     """`members`: one row per clustered row with `cluster` and MEMBER_COLUMNS. Returns the resolution
-    and the clusters as ordered member lists (survivor first) for reports."""
-    ordered = order_members(members)
-    drop: list[tuple[int, int]] = []
-    survivors: dict[int, tuple[int, Counter[str]]] = {}
-    clusters: list[list[dict[str, Any]]] = []
-    grouped: list[list[dict[str, Any]]] = []
-    for row in ordered.to_dicts():
-        if grouped and grouped[-1][0]["cluster"] == row["cluster"]:
-            grouped[-1].append(row)
-        else:
-            grouped.append([row])
-    for rows in grouped:
-        survivor, absorbed_rows = rows[0], rows[1:]
-        absorbed: Counter[str] = Counter()
-        for member in absorbed_rows:
-            absorbed[member["source"]] += 1
-            if member["dup_count"] > 1:
-                absorbed.update(_absorbed_of(member["meta"]))
-            drop.append((member["_row"], survivor["_row"]))
-        dup_count = sum(int(m["dup_count"]) for m in rows)
-        survivors[survivor["_row"]] = (dup_count, absorbed)
-        clusters.append(rows)
-    pairs = np.array(sorted(drop), dtype=np.int64).reshape(-1, 2)
-    return Resolution(pairs[:, 0].copy(), pairs[:, 1].copy(), survivors,
-                      np.array(sorted(survivors), dtype=np.int64), len(clusters)), clusters
+    and `sample` clusters (survivor first, the ones whose survivor id hashes lowest) for reports."""
+    ordered = order_members(members).with_columns(
+        survivor=pl.col("_row").first().over("cluster"), first=pl.int_range(pl.len()).over("cluster") == 0)
+    absorbed = ordered.filter(~pl.col("first"))
+    drop = absorbed.select("_row", "survivor").sort("_row")
+    counts = ordered.group_by("survivor").agg(pl.col("dup_count").sum()).sort("survivor")
+    by_source = absorbed.group_by("survivor", "source").agg(rows=pl.len())
+    carried = [(row["survivor"], source, n)            # what merged members had absorbed earlier
+               for row in absorbed.filter(pl.col("dup_count") > 1).select("survivor", "meta").iter_rows(named=True)
+               for source, n in _absorbed_of(row["meta"]).items()]
+    if carried:
+        extra = pl.DataFrame(carried, schema={"survivor": pl.Int64, "source": pl.String, "rows": pl.UInt32},
+                             orient="row")
+        by_source = pl.concat([by_source, extra]).group_by("survivor", "source").agg(pl.col("rows").sum())
+    survivors = counts.join(_absorbed_json(by_source), on="survivor", how="left").sort("survivor")
+    resolution = Resolution(
+        drop["_row"].to_numpy().astype(np.int64), drop["survivor"].to_numpy().astype(np.int64),
+        survivors["survivor"].to_numpy().astype(np.int64), survivors["dup_count"].to_numpy().astype(np.int32),
+        survivors["absorbed"].to_arrow().cast(pa.string()), survivors.height)
+    return resolution, _sample(ordered, sample)
 
 
 def apply_resolution(batch: pa.RecordBatch, resolution: Resolution) -> pa.RecordBatch:
     rows = batch.column("_row").to_numpy(zero_copy_only=False)
     keep = ~sorted_contains(resolution.drop, rows)
-    hits = np.flatnonzero(sorted_contains(resolution.survivor_rows, rows)).tolist()
-    if hits:
+    hits = np.flatnonzero(sorted_contains(resolution.survivor_rows, rows))
+    if hits.size:
+        at = np.searchsorted(resolution.survivor_rows, rows[hits])
         dup_count = batch.column("dup_count").to_numpy(zero_copy_only=False).astype(np.int32)
+        dup_count[hits] = resolution.survivor_counts[at]
         meta = batch.column("meta").to_pylist()
-        for i in hits:
-            dup_count[i], absorbed = resolution.survivors[int(rows[i])]
-            meta[i] = _with_absorbed(meta[i], _absorbed_of(meta[i]) + absorbed)
+        absorbed = resolution.survivor_absorbed.take(pa.array(at)).to_pylist()
+        for i, extra in zip(hits.tolist(), absorbed, strict=True):
+            meta[i] = _with_absorbed(meta[i], _absorbed_of(meta[i]) + Counter(json.loads(extra)))
         for name, values in (("dup_count", pa.array(dup_count, type=pa.int32())),
                              ("meta", pa.array(meta, type=batch.schema.field("meta").type))):
             batch = batch.set_column(batch.schema.get_field_index(name), name, values)
     return batch if keep.all() else batch.filter(pa.array(keep))
 
 
-def _sample(clusters: list[list[dict[str, Any]]], count: int) -> list[list[dict[str, Any]]]:
-    """A deterministic spread: the clusters whose survivor id hashes lowest."""
-    if count <= 0:
+def _sample(ordered: pl.DataFrame, count: int) -> list[list[dict[str, Any]]]:
+    """A deterministic spread: the `count` clusters whose survivor id hashes lowest, as member lists."""
+    if count <= 0 or ordered.is_empty():
         return []
-    return sorted(clusters, key=lambda c: xxhash.xxh3_64_intdigest(c[0]["id"].encode()))[:count]
+    heads = ordered.filter(pl.col("first")).select("cluster", "id")
+    ranks = np.fromiter((xxhash.xxh3_64_intdigest(i.encode()) for i in heads["id"].to_list()), dtype=np.uint64,
+                        count=heads.height)
+    chosen = heads["cluster"].gather(np.argsort(ranks, kind="stable")[:count])
+    picked = ordered.filter(pl.col("cluster").is_in(chosen.implode())).drop("survivor", "first")
+    grouped: dict[int, list[dict[str, Any]]] = {}
+    for row in picked.iter_rows(named=True):
+        grouped.setdefault(row["cluster"], []).append(row)
+    return [grouped[c] for c in chosen.to_list()]
 
 
 def write_cluster_report(ctx: StageContext, stage: str, scan: Scan, clusters: list[list[dict[str, Any]]],
                          count: int, similarity: Callable[[int, int], float] | None = None) -> None:
     """`report_dir/dup_clusters-<task>-<stage>.jsonl`: sample clusters with the text of each member."""
-    sample = _sample(clusters, count)
+    sample = clusters[:count]
     path = Path(ctx.report_dir) / f"dup_clusters-{ctx.task}-{stage}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     wanted = {m["_row"] for cluster in sample for m in cluster}
@@ -203,6 +222,13 @@ def _member_frame(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     return pl.concat(frames, how="vertical_relaxed").cast(schema)  # type: ignore[arg-type]
 
 
+def key_hashes(batch: pa.RecordBatch) -> pa.Table:
+    """Member columns of a batch with `hash` (xxh3-64 of a non-empty `_key`) instead of the key."""
+    hashes = pa.array([xxhash.xxh3_64_intdigest(k.encode()) if k else None for k in batch.column("_key").to_pylist()],
+                      type=pa.uint64())
+    return pa.Table.from_batches([_slim(batch)]).drop_columns(["_key"]).append_column("hash", hashes)
+
+
 class ExactDedup(Stage):
     """Rows with the same non-empty `_key` (xxh3-64 of it) are one cluster. An empty key
     (punctuation-only text) matches nothing."""
@@ -219,17 +245,14 @@ class ExactDedup(Stage):
 
     def prepare(self, scan: Scan, ctx: StageContext) -> None:
         spill = _fresh_dir(Path(ctx.work_dir) / "exact_keys")
-        for part, batch in enumerate(scan(["_key", *MEMBER_COLUMNS])):
-            keys = batch.column("_key").to_pylist()
-            hashes = pa.array([xxhash.xxh3_64_intdigest(k.encode()) if k else None for k in keys], type=pa.uint64())
-            table = pa.Table.from_batches([_slim(batch)]).drop_columns(["_key"]).append_column("hash", hashes)
+        for part, table in enumerate(ctx.map(key_hashes, scan(["_key", *MEMBER_COLUMNS]))):
             pl.from_arrow(table).write_parquet(spill / f"part-{part:06d}.parquet")  # type: ignore[union-attr]
         if not any(spill.iterdir()):
             return
         members = (pl.scan_parquet(spill / "*.parquet")
                    .filter(pl.col("hash").is_not_null() & pl.col("hash").is_duplicated())
                    .rename({"hash": "cluster"}).collect())
-        self.resolution, clusters = resolve(members)
+        self.resolution, clusters = resolve(members, self.config.report_clusters)
         write_cluster_report(ctx, self.name, scan, clusters, self.config.report_clusters)
         shutil.rmtree(spill, ignore_errors=True)
 
@@ -356,7 +379,7 @@ class NearDedup(Stage):
         if not len(pairs):
             return
         members, similarity = self.verify(scan, pairs)
-        self.resolution, clusters = resolve(members)
+        self.resolution, clusters = resolve(members, self.report_clusters)
         write_cluster_report(ctx, self.name, scan, clusters, self.report_clusters, similarity)
 
     def spill_band_hashes(self, scan: Scan, spill: Path, ctx: StageContext) -> None:
