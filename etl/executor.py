@@ -52,7 +52,7 @@ def scan_parquet(paths: list[Path], columns: list[str] | None = None) -> Iterato
 
 def run_segment(segment: list[Stage], batch: pa.RecordBatch) -> tuple[pa.RecordBatch, dict[str, Counter[str]]]:
     """One batch through a segment of stages; also the rows each stage removed, per source. Runs on a
-    worker: module-level so that `functools.partial(run_segment, segment)` pickles."""
+    worker: module-level so that `functools.partial(run_segment, segment)` can be sent to one."""
     removed: dict[str, Counter[str]] = {}
     before = _by_source(batch)
     for stage in segment:

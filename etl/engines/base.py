@@ -5,7 +5,7 @@ The build never starts processes itself. It hands the engine three kinds of work
 - **conversion units** (`map_units`): one call of `fn(*unit)` per source (or source chunk); each
   result comes back in unit order as a thunk that returns the value or raises that unit's error, so
   one broken source is reported while the others go on;
-- **batch maps** (`map`): a picklable function over a stream of Arrow record batches, results in
+- **batch maps** (`map`): a module-level function (or a `functools.partial` of one) over a stream of Arrow record batches, results in
   input order. The stage executor (etl/executor.py) uses it for a segment of apply-only stages over
   a task's batches, and stages use it inside their global pass through `StageContext.map` (band
   hashes, eval n-gram probes) — so every stage uses every worker;
@@ -15,8 +15,9 @@ The build never starts processes itself. It hands the engine three kinds of work
 What an engine must implement: `map` and `map_units` (and `close`). Order is part of the contract:
 results come back in input order whatever the worker count or timing, which is what keeps the output
 byte-identical across workers and engines. A function given to `map` may be large (a dedup
-resolution, an eval index): an engine ships it to each worker once per call (the local engine through a
-pickle file, Ray through its object store), never once per batch. Stages never learn which engine
+resolution, an eval index): an engine should ship it to each worker once per call (Ray through its
+object store); the local engine sends it with each batch through the process pool (measured cost: a
+few MB per batch at 1M rows, see bench/RESULTS.md). Stages never learn which engine
 runs them: Arrow batch in, Arrow batch out, plus `prepare`.
 
 A new engine is one module in etl/engines/ with a subclass of `Engine` and an entry in `make_engine`.

@@ -38,7 +38,7 @@ class StageContext:
 
     def map(self, fn: Callable[[Any], R], items: Iterable[Any]) -> Iterator[R]:
         """`fn` over `items` on the build's workers, results in input order (Engine.map): the
-        per-batch part of a global pass. `fn` must be picklable (a module-level function or a
+        per-batch part of a global pass. `fn` must cross a process boundary (a module-level function or a
         `functools.partial` of one)."""
         if self.engine is None:
             return (fn(item) for item in items)
