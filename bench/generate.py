@@ -13,8 +13,11 @@ text) and `reorder` (two sentences swapped).
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import re
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,12 +235,109 @@ def to_table(corpus: Corpus, sources: int = 5) -> pa.Table:
     })
 
 
+# --------------------------------------------------------------------------- scaled mirror
+#
+# The demo mirror with eight sources scaled up, one per format family that carries volume upstream:
+# source id, share of the records, the file it replaces (its catalogue path) and how records are written.
+
+Record = tuple[str, str]          # (prompt, response) or (text, "") for pretrain
+SCALED: list[tuple[str, float, str, str]] = [
+    ("medicalgpt_sft_medical", 0.20, "data/sft/medical_sft_1K_format.jsonl", "sharegpt_jsonl"),
+    ("huatuo_encyclopedia_qa", 0.20, "train_datasets.jsonl", "huatuo_jsonl"),
+    ("chatmed_consult", 0.15, "ChatMed_Consult-v0.3.json", "query_response_jsonl"),
+    ("medalpaca_medical_meadow", 0.10, "medical_meadow_small.json", "alpaca_json_array"),
+    ("toyhom_dialogue", 0.10, "样例_内科5000-6000.csv", "toyhom_csv_gbk"),
+    ("shibing624_medical_pretrain", 0.15, "pretrain/train_encyclopedia.json", "text_jsonl"),
+    ("medicalgpt_pretrain", 0.05, "data/pretrain/fever.txt", "text_lines"),
+    ("medicalgpt_reward", 0.05, "data/reward/dpo_zh_500.jsonl", "preference_jsonl"),
+]
+PRETRAIN_WRITERS = {"text_jsonl", "text_lines"}
+
+
+def _dump(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _write_records(path: Path, kind: str, records: Iterator[Record]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "toyhom_csv_gbk":
+        with path.open("w", encoding="gb18030", newline="") as out:
+            out.write("department,title,ask,answer\n")
+            for prompt, response in records:
+                title = prompt.split("，")[0].replace(",", "，").replace('"', "'")[:30]
+                ask, answer = (t.replace('"', '""') for t in (prompt, response))
+                out.write(f'内科,{title},"{ask}","{answer}"\n')
+        return
+    line: dict[str, Callable[[str, str], str]] = {
+        "sharegpt_jsonl": lambda p, r: _dump({"conversations": [{"from": "human", "value": p},
+                                                                {"from": "gpt", "value": r}]}),
+        "huatuo_jsonl": lambda p, r: _dump({"questions": [[p]], "answers": [r]}),
+        "query_response_jsonl": lambda p, r: _dump({"query": p, "response": r}),
+        "text_jsonl": lambda p, r: _dump({"text": p}),
+        "text_lines": lambda p, r: p.replace("\n", " "),
+        "preference_jsonl": lambda p, r: _dump({"conversations": [{"from": "human", "value": p}], "chosen": r,
+                                                "rejected": r[: len(r) // 2]}),
+    }.get(kind)  # type: ignore[assignment]
+    with path.open("w", encoding="utf-8") as out:
+        if kind == "alpaca_json_array":
+            out.write("[\n")
+            for i, (prompt, response) in enumerate(records):
+                out.write(("" if i == 0 else ",\n") + _dump({"instruction": "Answer this question truthfully",
+                                                             "input": prompt, "output": response}))
+            out.write("\n]\n")
+            return
+        for prompt, response in records:
+            out.write(line(prompt, response) + "\n")
+
+
+def _records(count: int, pool: list[str], rng: random.Random, pretrain: bool) -> Iterator[Record]:
+    """`count` records drawn from `pool`; about 15% are exact or near copies of an earlier record
+    (both sides varied the same way), so that dedup has real work at any scale."""
+    made: list[Record] = []
+    for _ in range(count):
+        if made and rng.random() < 0.15:
+            prompt, response = rng.choice(made[-2000:])
+            kind = rng.choice(["exact", "punct_space", "width", "char_edit"])
+            zh = not prompt.isascii()
+            prompt = variant(prompt, kind, rng, zh) if kind != "char_edit" or len(prompt) >= 120 else prompt
+            response = variant(response, kind, rng, zh) if response and (kind != "char_edit" or len(response) >= 120) \
+                else response
+        elif pretrain:
+            prompt, response = rng.choice(pool) + rng.choice(pool), ""
+        else:
+            prompt, response = rng.choice(pool), rng.choice(pool) + rng.choice(pool)
+        made.append((prompt, response))
+        if len(made) > 4000:
+            del made[:2000]
+        yield prompt, response
+
+
+def scaled_mirror(out: Path, records: int = 1_000_000, seed: int = 7, demo: Path = Path("examples/mirror")) -> int:
+    """Write the demo mirror with the SCALED sources holding `records` records in all; returns the
+    bytes written. Deterministic for a seed. Sources not scaled are copies of the demo's."""
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(demo, out)
+    rng = random.Random(seed)
+    pool = generate(min(200_000, max(2_000, records // 5)), seed).texts
+    written = 0
+    for source_id, share, relpath, kind in SCALED:
+        path = out / source_id / relpath
+        _write_records(path, kind, _records(int(records * share), pool, rng, kind in PRETRAIN_WRITERS))
+        written += path.stat().st_size
+    return written
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default="bench/data/corpus.parquet")
+    parser.add_argument("--mirror", type=Path, help="write a scaled mirror of --docs records here instead")
     args = parser.parse_args()
+    if args.mirror:
+        size = scaled_mirror(args.mirror, args.docs, args.seed)
+        print(f"{args.mirror}: {args.docs} records, {size / 1e6:.0f} MB in the scaled sources")
+        return
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(to_table(generate(args.docs, args.seed)), args.out, row_group_size=20_000)
 

@@ -7,17 +7,16 @@ finds a manifest finds exactly the shards it lists (with their sha256); `medcorp
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import socket
 import traceback
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,8 @@ import pyarrow.compute as pc
 
 from etl import __version__
 from etl.catalog import TASKS, Catalog, Source
-from etl.conversion import Converted, Unit, UnitResult, convert_source, convert_unit, merge_units, plan_units
+from etl.conversion import Converted, Unit, UnitResult, convert_unit, merge_units, plan_units
+from etl.engines import Engine, make_engine
 from etl.executor import TaskRun, scan_parquet
 from etl.faults import checkpoint
 from etl.fetch.base import FetchedSource, FetchError
@@ -81,6 +81,8 @@ class BuildOptions:
     allow_sample_over_real: bool = False    # let sample-mirror sources replace an output built from real data
     license_profile: str = "all"            # a key of LICENCE_PROFILES: categories it denies besides license_deny
     tokenizer: str | None = None            # HF tokenizer (name in the local cache, or a folder) for token counts
+    engine: str = "local"                   # local | ray (etl/engines/)
+    ray_address: str | None = None          # an existing Ray cluster; None starts a local one
 
 
 # `publishable`: only what may be redistributed (what `medcorpus publish` accepts without --allow-license).
@@ -367,16 +369,9 @@ class WorkerFailure:
         return self.message if self.source_file_error else f"{self.type_name}: {self.message}"
 
 
-def convert_guarded(source: Source, fetched: FetchedSource, work_dir: Path) -> Converted | WorkerFailure:
-    """`convert_source` that returns any exception as a WorkerFailure instead of raising it."""
-    try:
-        return convert_source(source, fetched, work_dir)
-    except Exception as exc:  # noqa: BLE001 - one source's failure is that source's, whatever it is
-        return WorkerFailure.of(exc, traceback.format_exc())
-
-
 def convert_unit_guarded(unit: Unit) -> UnitResult | WorkerFailure:
-    """`convert_unit` that returns any exception as a WorkerFailure instead of raising it."""
+    """`convert_unit` that returns any exception as a WorkerFailure instead of raising it: one source's
+    failure is that source's, whatever the engine."""
     try:
         return convert_unit(unit)
     except Exception as exc:  # noqa: BLE001 - one source's failure is that source's, whatever it is
@@ -390,7 +385,7 @@ def merge_guarded(outcome: SourceOutcome, results: list[Any], work_dir: Path) ->
             return result
     try:
         return merge_units(outcome.source, outcome.fetched, work_dir, results)
-    except Exception as exc:  # noqa: BLE001 - as convert_guarded
+    except Exception as exc:  # noqa: BLE001 - as convert_unit_guarded
         return WorkerFailure.of(exc, traceback.format_exc())
 
 
@@ -399,28 +394,30 @@ def _bytes(outcome: SourceOutcome) -> int:
 
 
 def fetch_and_convert(catalog: Catalog, outcomes: list[SourceOutcome], options: BuildOptions, work_dir: Path,
-                      reporter: Reporter, previous: dict[str, Any] | None = None) -> None:
+                      reporter: Reporter, previous: dict[str, Any] | None = None,
+                      engine: Engine | None = None) -> None:
     fetch_all(catalog, outcomes, options, reporter, previous)
     todo = [o for o in outcomes if o.status == "ok"]
     reporter.phase("convert", sum(_bytes(o) for o in todo), unit="bytes", items=len(todo))
     # large sources in several work units, so that one big source does not keep one worker busy
     plans = [(o, plan_units(o.source, o.fetched, work_dir, options.workers)) for o in todo]
-    if options.workers > 1 and sum(len(units) for _, units in plans) > 1:
-        # spawn, not fork: forked workers deadlock once the parent has used polars (MEASURED.md)
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=options.workers, mp_context=context) as pool:
-            futures = [(o, [pool.submit(convert_unit_guarded, unit) for unit in units]) for o, units in plans]
-            for outcome, unit_futures in futures:
-                results = [_worker_result(f) for f in unit_futures]
-                _settle(outcome, merge_guarded(outcome, results, work_dir), reporter, work_dir)
-    else:
-        for outcome in todo:
-            _settle(outcome, convert_guarded(outcome.source, outcome.fetched, work_dir), reporter, work_dir)
+    with _engine(engine, options) as run:
+        results = run.map_units(convert_unit_guarded, [(unit,) for _, units in plans for unit in units])
+        for outcome, units in plans:
+            done = [_unit_result(next(results)) for _ in units]
+            _settle(outcome, merge_guarded(outcome, done, work_dir), reporter, work_dir)
 
 
-def _worker_result(future: Future[Any]) -> Any:
+def _engine(engine: Engine | None, options: BuildOptions) -> Any:
+    """The build's engine, or (for a caller without one) a new one closed after use."""
+    return contextlib.nullcontext(engine) if engine is not None else make_engine(
+        options.engine, options.workers, options.ray_address)
+
+
+def _unit_result(result: Any) -> Any:
+    """A unit's result from the engine's thunk; a worker that died is that source's failure."""
     try:
-        return future.result()
+        return result()
     except Exception as exc:  # noqa: BLE001 - the worker died (BrokenProcessPool) or its result could not be sent back
         return WorkerFailure(type(exc).__name__, f"the worker process converting this source failed: {exc}")
 
@@ -496,7 +493,14 @@ def _eval_scan(outcomes: list[SourceOutcome]) -> Any:
 
 
 def run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, work_dir: Path,
-              options: BuildOptions, reporter: Reporter, tally: TokenTally | None = None) -> list[Shard]:
+              options: BuildOptions, reporter: Reporter, tally: TokenTally | None = None,
+              engine: Engine | None = None) -> list[Shard]:
+    with _engine(engine, options) as run_on:
+        return _run_tasks(catalog, outcomes, staging, work_dir, reporter, run_on, tally)
+
+
+def _run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, work_dir: Path,
+               reporter: Reporter, engine: Engine, tally: TokenTally | None) -> list[Shard]:
     build = catalog.build
     shards: list[Shard] = []
     by_id = {o.source.id: o for o in outcomes}
@@ -514,7 +518,7 @@ def run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, wo
             reporter.advance(f"{t}: stages", name)
 
         run = TaskRun(task, stages, work_dir / "stages" / task, staging / "stats" / "reports" / task,
-                      _eval_scan(outcomes), options.workers, on_stage=tick)
+                      _eval_scan(outcomes), engine, on_stage=tick)
         run.report_dir.mkdir(parents=True, exist_ok=True)
         columns = set(arrow_schema(task).names) | {"_row", "_priority"}
         writers: dict[str, ShardedWriter] = {}
@@ -772,7 +776,7 @@ def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> Bu
     out = options.out
     sources = [_with_build_settings(s, catalog) for s in catalog.select(options.source_ids, options.tasks)]
     tally = TokenTally(load_counter(options.tokenizer))  # a tokenizer that cannot load fails before any work
-    with OutputLock(out, reporter):
+    with OutputLock(out, reporter), make_engine(options.engine, options.workers, options.ray_address) as engine:
         previous, owned = previous_output(out)
         work_dir = out / ".work"
         staging = out / ".staging"
@@ -788,13 +792,14 @@ def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> Bu
                 outcome.status, outcome.error = "skipped", reason
                 reporter.info(f"{outcome.source.id}: left out: {reason}")
         plan_samples(catalog, outcomes, options, previous)
-        fetch_and_convert(catalog, [o for o in outcomes if o.status == "ok"], options, work_dir, reporter, previous)
+        fetch_and_convert(catalog, [o for o in outcomes if o.status == "ok"], options, work_dir, reporter, previous,
+                          engine)
         for outcome in outcomes:
             if outcome.converted and outcome.converted.counts.get("filtered_by_reason", {}).get("no_persona_configured"):
                 reporter.warn(f"{outcome.source.id}: skipped: set build.persona.name and build.persona.author "
                               "in the catalogue to generate identity data")
                 outcome.status = "skipped"
-        shards = run_tasks(catalog, outcomes, staging, work_dir, options, reporter, tally)
+        shards = run_tasks(catalog, outcomes, staging, work_dir, options, reporter, tally, engine)
         shards += write_eval(outcomes, staging, catalog.build, tally)
         shards += write_rejects(outcomes, staging, catalog.build.shard_max_bytes)
         manifest = make_manifest(catalog, outcomes, shards, options)

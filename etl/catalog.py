@@ -60,6 +60,9 @@ class MinHashConfig(_Strict):
     bands: int | None = Field(None, ge=1)           # LSH bands × rows: derived from threshold when unset
     rows: int | None = Field(None, ge=1)
     match_numbers: bool = True                      # pairs whose numbers differ (doses, lab values) never merge
+    # sft/reward: `split` verifies prompt and response separately (a pair merges only when both sides are
+    # near-duplicates: one report with two different answers is two rows); `whole` compares the whole row.
+    fields: Literal["split", "whole"] = "split"
 
     @model_validator(mode="after")
     def _banding(self) -> MinHashConfig:

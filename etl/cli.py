@@ -27,6 +27,7 @@ from etl.build import (
 )
 from etl.catalog import TASKS, Catalog, CatalogError, load_catalog
 from etl.convert.base import registry
+from etl.engines import ENGINES
 from etl.ui import Reporter, setup_logging
 from etl.validate import validate_output
 
@@ -153,6 +154,10 @@ def add_build_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="output folder (default: build.out of the catalogue)")
     parser.add_argument("--cache", type=Path, help="download cache (default: $MEDCORPUS_CACHE or ~/.cache/medcorpus)")
     add_workers_arg(parser, "worker processes for conversion and the cross-source stages")
+    parser.add_argument("--engine", choices=ENGINES, default="local",
+                        help="where the work runs: local process pool (default) or a Ray cluster (extra .[ray])")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="with --engine ray: an existing cluster (e.g. ray://head:10001); default starts a local Ray")
     parser.add_argument("--offline-mirror", type=Path, metavar="DIR",
                         help="when no dataset host can be reached, read sources from the download cache, and "
                              "those not in it from this (sample) mirror, with a warning")
@@ -202,7 +207,8 @@ def cmd_build(args: argparse.Namespace) -> int:
                            keep_going=args.keep_going, force_fetch=getattr(args, "force", False),
                            license_allow=tuple(args.license_allow), license_deny=tuple(args.license_deny),
                            fallback_mirror=fallback, allow_sample_over_real=args.allow_sample_over_real,
-                           license_profile=args.license_profile, tokenizer=args.tokenizer)
+                           license_profile=args.license_profile, tokenizer=args.tokenizer,
+                           engine=args.engine, ray_address=args.ray_address)
     with Reporter() as reporter:
         try:
             result = run_build(catalog, options, reporter)

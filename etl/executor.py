@@ -1,13 +1,20 @@
-"""The local executor: streams one task's rows through the cross-source stage chain.
+"""The stage executor: streams one task's rows through the cross-source stage chain on an engine.
 
-A stage with a global pass (`prepare`) starts a new segment: the rows reaching it are first
-materialised to the work folder, so its `prepare` and then its `apply` see exactly the same rows
-without holding them in memory. Rows in and out of every stage are counted per source.
+The chain is cut into segments at every stage with a global pass (`prepare`). A segment of
+apply-only stages is mapped over the task's batches on the engine's workers (Engine.map, in order).
+Before a global pass, the rows reaching it must be re-readable: the executor writes them to scratch
+once, unless every stage since the last copy is replayable (`Stage.replay_reads`: it only drops rows
+or rewrites a few columns, cheaply), in which case a later pass re-reads the last copy with just the
+columns it needs and replays those stages on the narrow batches. With the default chain that is one
+scratch copy per task (after normalise), removed when the task is done. Rows in and out of every stage
+are counted per source.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,10 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from etl.engines.base import Engine
+from etl.engines.local import LocalEngine
 from etl.faults import checkpoint
 from etl.stages.base import DROP, Scan, Stage, StageContext, Tally, check_chain, settle
 
 BATCH_ROWS = 10_000
+Stream = Callable[[list[str] | None], Iterator[pa.RecordBatch]]
 
 
 def _has_global_pass(stage: Stage) -> bool:
@@ -40,49 +50,91 @@ def scan_parquet(paths: list[Path], columns: list[str] | None = None) -> Iterato
         yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns)
 
 
+def run_segment(segment: list[Stage], batch: pa.RecordBatch
+                ) -> tuple[pa.RecordBatch, dict[str, Counter[str]], dict[str, Tally]]:
+    """One batch through a segment of stages; also the rows each stage removed, per source, and each
+    stage's own counters and dropped rows (base.settle). Runs on a worker: module-level so that
+    `functools.partial(run_segment, segment)` can be sent to one."""
+    removed: dict[str, Counter[str]] = {}
+    tallies: dict[str, Tally] = {}
+    before = _by_source(batch)
+    for stage in segment:
+        batch, tally = settle(stage.apply(batch))
+        if tally.counts or tally.dropped is not None:
+            tallies[stage.name] = tally
+        after = _by_source(batch)  # a stage's output counts are the next stage's input counts
+        removed[stage.name] = Counter({k: n - after[k] for k, n in before.items() if n > after[k]})
+        before = after
+    return batch, removed, tallies
+
+
+def _replay(source: Stream, segment: list[Stage]) -> Stream:
+    """`source` with the replayable `segment` applied on the fly, reading only the columns needed."""
+    if not segment:
+        return source
+    needed = {c for stage in segment for c in stage.replay_reads or ()}
+
+    def stream(columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+        wanted = None if columns is None else list(dict.fromkeys([*columns, *sorted(needed - set(columns))]))
+        for batch in source(wanted):
+            for stage in segment:
+                batch = stage.apply(batch)
+            yield batch if columns is None else batch.select(columns)
+
+    return stream
+
+
 class TaskRun:
     """Runs `stages` over `source()` (a fresh stream of the task's batches on each call)."""
 
     def __init__(self, task: str, stages: list[Stage], work_dir: Path, report_dir: Path,
-                 scan_eval: Scan, workers: int = 1,
+                 scan_eval: Scan, engine: Engine | None = None,
                  on_stage: Callable[[str], None] | None = None) -> None:
         self.task, self.stages = task, stages
         self.work_dir, self.report_dir = work_dir, report_dir
-        self.scan_eval, self.workers = scan_eval, workers
+        self.scan_eval = scan_eval
+        self.engine = engine or LocalEngine(1)
         self.on_stage = on_stage or (lambda name: None)
         self.removed: dict[str, Counter[str]] = {s.name: Counter() for s in stages}
         # a stage's own counters (base.settle): stage -> source -> key -> n; and sample dropped rows
         self.counts: dict[str, dict[str, Counter[str]]] = {s.name: {} for s in stages}
         self.dropped: dict[str, list[pa.RecordBatch]] = {s.name: [] for s in stages}
+        self.phases: list[tuple[str, float, float]] = []   # (what, start, end) on time.perf_counter()
 
-    def run(self, source: Callable[[list[str] | None], Iterator[pa.RecordBatch]],
-            columns: set[str]) -> Iterator[pa.RecordBatch]:
+    def run(self, source: Stream, columns: set[str]) -> Iterator[pa.RecordBatch]:
+        """The task's output batches, in canonical order. Scratch is removed once they are all out."""
         check_chain(self.stages, columns)
         current = source
         segment: list[Stage] = []
         for index, stage in enumerate(self.stages):
-            if _has_global_pass(stage) and segment:
-                current = self._materialise(current, segment, index)
-                segment = []
             if _has_global_pass(stage):
+                if any(s.replay_reads is None for s in segment):
+                    current, segment = self._materialise(current, segment, index), []
                 self.on_stage(stage.name)
-                ctx = StageContext(self.task, self.work_dir / stage.name, self.report_dir, self.scan_eval, self.workers)
+                ctx = StageContext(self.task, self.work_dir / stage.name, self.report_dir, self.scan_eval,
+                                   self.engine.workers, engine=self.engine)
                 ctx.work_dir.mkdir(parents=True, exist_ok=True)
-                stage.prepare(lambda cols, src=current: src(cols), ctx)
+                start = time.perf_counter()
+                stage.prepare(_replay(current, segment), ctx)
+                self.phases.append((f"{stage.name}.prepare", start, time.perf_counter()))
+                shutil.rmtree(ctx.work_dir, ignore_errors=True)
                 checkpoint(f"stage:{stage.name}")
             segment.append(stage)
+        start = time.perf_counter()
         yield from self._apply(current, segment)
+        self.phases.append((f"apply {'+'.join(s.name for s in segment)} + write", start, time.perf_counter()))
+        shutil.rmtree(self.work_dir, ignore_errors=True)
 
-    def _apply(self, source: Callable[[list[str] | None], Iterator[pa.RecordBatch]],
-               segment: list[Stage]) -> Iterator[pa.RecordBatch]:
-        for batch in source(None):
-            before = _by_source(batch)
-            for stage in segment:
-                batch, tally = settle(stage.apply(batch))
-                self._merge(stage, tally)
-                after = _by_source(batch)  # a stage's output counts are the next stage's input counts
-                self.removed[stage.name].update({k: n - after[k] for k, n in before.items() if n > after[k]})
-                before = after
+    def _apply(self, source: Stream, segment: list[Stage]) -> Iterator[pa.RecordBatch]:
+        if not segment:
+            yield from source(None)
+            return
+        by_name = {stage.name: stage for stage in segment}
+        for batch, removed, tallies in self.engine.map(functools.partial(run_segment, segment), source(None)):
+            for name, counts in removed.items():
+                self.removed[name].update(counts)
+            for name, tally in tallies.items():
+                self._merge(by_name[name], tally)
             yield batch
 
     def _merge(self, stage: Stage, tally: Tally) -> None:
@@ -100,18 +152,19 @@ class TaskRun:
                 rows = tally.dropped.filter(pc.equal(tally.dropped.column(DROP), reason))
                 self.dropped[stage.name].append(rows.slice(0, room))
 
-    def _materialise(self, source: Callable[[list[str] | None], Iterator[pa.RecordBatch]],
-                     segment: list[Stage], index: int) -> Callable[[list[str] | None], Iterator[pa.RecordBatch]]:
+    def _materialise(self, source: Stream, segment: list[Stage], index: int) -> Stream:
         folder = self.work_dir / f"segment-{index:02d}"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         path = folder / "rows.parquet"
+        start = time.perf_counter()
         writer: pq.ParquetWriter | None = None
         for batch in self._apply(source, segment):
             if writer is None:
                 writer = pq.ParquetWriter(path, batch.schema, compression="zstd")
             if batch.num_rows:
                 writer.write_batch(batch)
+        self.phases.append((f"apply {'+'.join(s.name for s in segment)} → scratch", start, time.perf_counter()))
         if writer is None:
             return lambda cols: iter(())
         writer.close()

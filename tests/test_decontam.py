@@ -52,3 +52,42 @@ def test_ngrams_use_characters_for_chinese_and_words_for_english():
     grams, offsets = text_ngrams(["一二三四五六七八九十", "one two three four five six seven eight nine ten"], 5, 5)
     assert offsets.tolist() == [0, 6, 12]
     assert grams.size == 12
+
+
+def _reference_units(text: str) -> list[str]:
+    """The per-text Python definition the vectorised units replace (NFKC, lower, T→S, regex)."""
+    import re
+    import unicodedata
+
+    from etl.textnorm import opencc_character_table
+
+    han = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+    folded = unicodedata.normalize("NFKC", text).lower().translate(opencc_character_table("TSCharacters"))
+    return re.findall(f"[{han}]|[^\\W_{han}]+(?:[.]\\d+)*", folded)
+
+
+def test_vectorised_units_and_coverage_match_the_per_text_definition():
+    from etl.stages.decontaminate import EvalIndex, unit_windows
+    from etl.textnorm import match_unit_lists
+
+    texts = [EVAL_QUESTION, EVAL_EN, "最近 Insomnia 很嚴重, 血糖7.8mmol/L，ＡＢＣ１２ 〇 café α x_y 𠀀字",
+             "Question: " + EVAL_EN.upper() + " Answer: yes.", "题目：" + EVAL_QUESTION[:30] + "其他内容。", ""]
+    assert match_unit_lists(texts).to_list() == [_reference_units(t) for t in texts]
+    config = DecontamConfig(ngram_zh=5, ngram_en=3)
+    index = EvalIndex.build([EVAL_QUESTION, EVAL_EN], config)
+    rows, items, shared = index.probe(*unit_windows(texts, config.ngram_zh, config.ngram_en), len(texts))
+
+    def grams(units: list[str], n: int) -> set[tuple[str, ...]]:
+        return {tuple(units[i:i + n]) for i in range(len(units) - n + 1)} if len(units) >= n else {tuple(units)}
+
+    zh = [grams(_reference_units(t), 5) for t in (EVAL_QUESTION,)] + [grams(_reference_units(EVAL_EN), 3)]
+    expected = {}
+    for r, text in enumerate(texts):
+        units = _reference_units(text)
+        n = 5 if units and sum(len(u) == 1 and not u.isascii() for u in units) * 2 >= len(units) else 3
+        for i, item in enumerate(zh):
+            overlap = len(grams(units, n) & item) if units else 0
+            if overlap:
+                expected[(r, i)] = overlap
+    assert dict(zip(zip(rows.tolist(), items.tolist(), strict=True), shared.tolist(), strict=True)) == expected
+    assert expected[(0, 0)] == len(zh[0]) and expected[(3, 1)] == len(zh[1])

@@ -18,9 +18,9 @@ def run(table, stages, tmp_path, task="pretrain"):
     return run_in_memory(task, table, [Normalise(task), *stages], tmp_path / "work", tmp_path / "reports")
 
 
-def chain(config: DedupConfig | None = None):
+def chain(config: DedupConfig | None = None, task: str = "pretrain"):
     config = config or DedupConfig()
-    return [ExactDedup(config), NearDedup(config.minhash, config.report_clusters)]
+    return [ExactDedup(config), NearDedup(config.minhash, config.report_clusters, task)]
 
 
 def test_lsh_params_follow_threshold():
@@ -107,3 +107,36 @@ def test_normalise_keys_whole_rows_like_row_texts(tmp_path):
     assert out.column("messages").to_pylist()[0][2]["content"] == "多休息\xa0。"
     assert out.column("_key").to_pylist() == [match_key(t) for t in row_texts(out, "sft")]
     assert out.column("_len").to_pylist() == [len(row_texts(out, "sft")[0])]
+
+
+REPORT = ("请检查下面这份超声报告有没有错别字：肝脏大小形态正常，包膜光滑，实质回声均匀，肝内管道结构清晰，门静脉内径正常。"
+          "胆囊大小正常，壁光滑，腔内未见明显异常回声。胰腺大小形态正常，实质回声均匀，主胰管未见扩张。脾脏大小正常，"
+          "实质回声均匀。双肾大小形态正常，皮髓质分界清晰，集合系统未见分离，双侧输尿管未见扩张。膀胱充盈良好，壁光滑，"
+          "腔内未见明显异常回声。超声提示：肝、胆、胰、脾、双肾、膀胱未见明显异常。")
+REPORT_TYPO = REPORT.replace("实质回声均匀。双肾", "实质回声均习。双肾")
+
+
+def _contrastive_and_true_pair() -> tuple:
+    return sft([
+        [("user", REPORT), ("assistant", "报告无错别字。")],
+        [("user", REPORT_TYPO), ("assistant", "报告中的错别字是“均习”，应为“均匀”。")],
+        # a real near-duplicate of the first row: a spacing change and one character in each side
+        [("user", REPORT.replace("肝脏大小", "肝脏 大小").replace("门静脉", "门脉")), ("assistant", "报告无错别字.")],
+    ], sources=["a", "b", "c"])
+
+
+def test_split_fields_keep_a_contrastive_pair_and_merge_a_real_duplicate(tmp_path):
+    config = DedupConfig()
+    assert config.minhash.fields == "split"          # DESIGN §5: the default
+    out, removed = run(_contrastive_and_true_pair(), chain(config, "sft"), tmp_path, task="sft")
+    answers = [m[-1]["content"] for m in out.column("messages").to_pylist()]
+    assert answers == ["报告无错别字。", "报告中的错别字是“均习”，应为“均匀”。"]
+    assert removed["near_dedup"] == {"c": 1}
+    assert json.loads(out.column("meta").to_pylist()[0])["dedup"]["absorbed"] == {"c": 1}
+
+
+def test_whole_row_fields_merge_the_contrastive_pair(tmp_path):
+    config = DedupConfig(minhash=MinHashConfig(fields="whole"))
+    out, removed = run(_contrastive_and_true_pair(), chain(config, "sft"), tmp_path, task="sft")
+    assert out.num_rows == 1                         # the shared report dominates the whole-row key
+    assert removed["near_dedup"] == {"a": 1, "c": 1}  # the longest row survives: "无错别字" is lost

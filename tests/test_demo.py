@@ -70,3 +70,10 @@ def test_demo_is_byte_identical_whatever_the_worker_count(demo, tmp_path):
     for shard in manifest["shards"]:
         assert (out / shard["path"]).read_bytes() == (tmp_path / "out" / shard["path"]).read_bytes(), shard["path"]
     assert (out / "README.md").read_bytes() == (tmp_path / "out" / "README.md").read_bytes()
+
+
+def test_stage_scratch_is_removed_and_the_conversion_cache_kept(demo):
+    out, manifest = demo
+    assert not list((out / ".work" / "stages").rglob("*.parquet"))   # one scratch copy per task, gone when written
+    cached = {p.parent.parent.name for p in (out / ".work" / "convert").glob("*/*/rows.parquet")}
+    assert cached >= {s for s, e in manifest["sources"].items() if e["status"] == "ok"}

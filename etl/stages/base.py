@@ -18,14 +18,17 @@ gathered wherever `apply` ran (another process, a Ray worker) and merged by summ
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 import pyarrow as pa
 
+from etl.engines.base import Engine
+
+R = TypeVar("R")
 Scan = Callable[[list[str]], Iterator[pa.RecordBatch]]
 
 
@@ -39,6 +42,15 @@ class StageContext:
     scan_eval: Scan
     workers: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    engine: Engine | None = None         # the build's engine; None runs everything in this process
+
+    def map(self, fn: Callable[[Any], R], items: Iterable[Any]) -> Iterator[R]:
+        """`fn` over `items` on the build's workers, results in input order (Engine.map): the
+        per-batch part of a global pass. `fn` must cross a process boundary (a module-level function or a
+        `functools.partial` of one)."""
+        if self.engine is None:
+            return (fn(item) for item in items)
+        return self.engine.map(fn, items)
 
 
 class Stage:
@@ -47,6 +59,10 @@ class Stage:
     name: str = "stage"
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
+    # Set when `apply` only drops rows and rewrites its `writes`, cheaply, from these columns: the
+    # executor then re-runs it over a narrow re-scan for a later global pass instead of writing a
+    # full copy of its output to scratch.
+    replay_reads: tuple[str, ...] | None = None
 
     def prepare(self, scan: Scan, ctx: StageContext) -> None:
         """Optional global pass: `scan(columns)` streams the task's rows as they reach this stage."""

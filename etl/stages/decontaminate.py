@@ -11,51 +11,117 @@ items are boilerplate ("以下哪项是正确的") and left out of the index.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import xxhash
 
 from etl.catalog import DecontamConfig
 from etl.stages.base import Scan, Stage, StageContext
-from etl.stages.minhash import unique_counts, window_hashes
-from etl.stages.text import prompt_texts, row_texts, text_columns
-from etl.textnorm import match_units
+from etl.stages.minhash import sorted_contains, unique_counts, window_hashes
+from etl.stages.text import prompt_texts, row_text_series, text_columns
+from etl.textnorm import match_unit_lists
 
 EVAL_COLUMNS = ["task", "id", "source", "text", "messages", "prompt", "chosen", "rejected"]
-_WORD_BIT = np.uint64(1 << 63)
 _SNIPPET = 300
 
 
-def _unit_code(unit: str) -> int:
-    if len(unit) == 1 and not unit.isascii() and unit.isalpha():
-        return ord(unit)
-    return xxhash.xxh3_64_intdigest(unit.encode()) | (1 << 63)
+# One non-ASCII letter (a Han character, a kana) is a "character unit": a text mostly of these is cut
+# into ngram_zh-unit n-grams. Anything else (an English word, a number) is a word unit.
+_CHARACTER_UNIT = r"^[\p{L}--\p{ASCII}]$"
 
 
-def text_ngrams(texts: list[str], ngram_zh: int, ngram_en: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unique n-gram hashes per text: flat uint64 array (sorted within each text) and offsets."""
-    unit_codes = [np.fromiter((_unit_code(u) for u in match_units(t)), dtype=np.uint64) for t in texts]
-    is_zh = np.array([c.size > 0 and np.count_nonzero(c < _WORD_BIT) * 2 >= c.size for c in unit_codes],
-                     dtype=bool)
-    per_text: list[np.ndarray] = [np.empty(0, dtype=np.uint64)] * len(texts)
+def _unit_codes(units: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """uint64 code of every unit (polars' fixed-seed hash: equal units, equal codes, in every process
+    of one installation; only equality matters, so matches do not depend on the hash function) and
+    whether it is a character unit."""
+    codes = units.hash(seed=0).to_numpy()
+    return codes, units.str.contains(_CHARACTER_UNIT).to_numpy()
+
+
+def unit_windows(texts: list[str] | pl.Series, ngram_zh: int, ngram_en: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every n-gram hash of every text (repeats kept), flat, with the text each belongs to. A text
+    whose units are mostly Han gets `ngram_zh`-unit n-grams, any other `ngram_en`-unit n-grams."""
+    units = match_unit_lists(texts)
+    count = units.len()
+    lengths = units.list.len().to_numpy().astype(np.int64)
+    codes, character = _unit_codes(units.explode().drop_nulls())
+    owner = np.repeat(np.arange(count, dtype=np.int64), lengths)
+    han = np.bincount(owner, weights=character, minlength=count)
+    is_zh = (lengths > 0) & (han * 2 >= lengths)
+    parts_hashes, parts_text = [np.empty(0, dtype=np.uint64)], [np.empty(0, dtype=np.int64)]
     for flag, n in ((True, ngram_zh), (False, ngram_en)):
         chosen = np.flatnonzero(is_zh == flag)
         if not chosen.size:
             continue
-        codes = [unit_codes[i] for i in chosen.tolist()]
-        hashes, offsets = window_hashes(np.concatenate(codes), np.array([c.size for c in codes]), n)
-        for j, i in enumerate(chosen.tolist()):
-            per_text[i] = unique_counts(hashes[offsets[j]:offsets[j + 1]])[0]
-    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-    np.cumsum([a.size for a in per_text], out=offsets[1:])
-    flat = np.concatenate(per_text) if texts else np.empty(0, dtype=np.uint64)
-    return flat, offsets
+        hashes, offsets = window_hashes(codes[np.repeat(is_zh == flag, lengths)], lengths[chosen], n)
+        parts_hashes.append(hashes)
+        parts_text.append(np.repeat(chosen, np.diff(offsets)))
+    return np.concatenate(parts_hashes), np.concatenate(parts_text)
+
+
+def text_ngrams(texts: list[str] | pl.Series, ngram_zh: int, ngram_en: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unique n-gram hashes per text: flat uint64 array (sorted within each text) and offsets."""
+    hashes, text = unit_windows(texts, ngram_zh, ngram_en)
+    count = len(texts)
+    order = np.lexsort((hashes, text))
+    hashes, text = hashes[order], text[order]
+    first = np.ones(hashes.size, dtype=bool)
+    first[1:] = (hashes[1:] != hashes[:-1]) | (text[1:] != text[:-1])
+    hashes, text = hashes[first], text[first]
+    offsets = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(np.bincount(text, minlength=count), out=offsets[1:])
+    return hashes, offsets
+
+
+@dataclass(frozen=True)
+class EvalIndex:
+    """The eval items' n-grams: distinct hashes sorted, and for each the items holding it
+    (`items[starts[k]:starts[k] + counts[k]]`), plus each item's n-gram count."""
+
+    grams: np.ndarray
+    starts: np.ndarray
+    counts: np.ndarray
+    items: np.ndarray
+    item_grams: np.ndarray
+
+    @classmethod
+    def build(cls, texts: list[str], config: DecontamConfig) -> EvalIndex:
+        grams, offsets = text_ngrams(texts, config.ngram_zh, config.ngram_en)
+        owner = np.repeat(np.arange(len(texts), dtype=np.int64), np.diff(offsets))
+        order = np.argsort(grams, kind="stable")
+        grams, owner = grams[order], owner[order]
+        distinct, counts = unique_counts(grams)
+        # Boilerplate n-grams (in too many items) leave the index and the items' denominators.
+        common = np.repeat(counts > config.stop_items, counts)
+        owner = owner[~common]
+        distinct, counts = distinct[counts <= config.stop_items], counts[counts <= config.stop_items]
+        starts = np.zeros(counts.size, dtype=np.int64)
+        np.cumsum(counts[:-1], out=starts[1:])
+        return cls(distinct, starts, counts, owner, np.bincount(owner, minlength=len(texts)))
+
+    def probe(self, hashes: np.ndarray, text: np.ndarray, texts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(text, item, shared n-grams) for every text sharing an n-gram with an item; each distinct
+        n-gram of a text counts once."""
+        empty = np.empty(0, dtype=np.int64)
+        if not self.grams.size or not hashes.size:
+            return empty, empty, empty
+        at = np.minimum(np.searchsorted(self.grams, hashes), self.grams.size - 1)
+        found = self.grams[at] == hashes
+        keys = unique_counts(text[found] * self.grams.size + at[found])[0]   # distinct (text, n-gram)
+        text, at = keys // self.grams.size, keys % self.grams.size
+        width = self.counts[at]
+        positions = np.repeat(self.starts[at], width) + np.arange(int(width.sum())) - np.repeat(
+            np.cumsum(width) - width, width)
+        pairs, shared = unique_counts(np.repeat(text, width) * self.item_grams.size + self.items[positions])
+        return pairs // self.item_grams.size, pairs % self.item_grams.size, shared
 
 
 def _eval_items(scan_eval: Scan) -> tuple[list[dict[str, str]], list[str]]:
@@ -73,12 +139,29 @@ def _eval_items(scan_eval: Scan) -> tuple[list[dict[str, str]], list[str]]:
     return items, texts
 
 
+def match_batch(task: str, config: DecontamConfig, index: EvalIndex, batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    """The contaminated rows of one batch, each with its best eval item and coverage: every row's
+    n-grams probed against the sorted eval index at once. Runs on the engine's workers."""
+    texts = row_text_series(batch, task)
+    rows, items, shared = index.probe(*unit_windows(texts, config.ngram_zh, config.ngram_en), texts.len())
+    coverage = shared / index.item_grams[items]
+    passing = coverage >= config.threshold
+    best: dict[int, tuple[float, int]] = {}
+    for r, i, c in zip(rows[passing].tolist(), items[passing].tolist(), coverage[passing].tolist(), strict=True):
+        if r not in best or c > best[r][0]:
+            best[r] = (c, i)
+    ids, sources, ordinals = (batch.column(c).to_pylist() for c in ("id", "source", "_row"))
+    return [{"_row": ordinals[r], "id": ids[r], "source": sources[r], "text": texts[r][:_SNIPPET], "item": i,
+             "coverage": c} for r, (c, i) in sorted(best.items())]
+
+
 class Decontaminate(Stage):
     """Reads the text columns, `_row`, `id`, `source`; drops contaminated rows. `prepare` needs
     `ctx.scan_eval` (columns EVAL_COLUMNS) and writes `report_dir/decontamination-<task>.json`."""
 
     name = "decontaminate"
     writes = ()
+    replay_reads = ("_row",)
     drops_rows = True
 
     def __init__(self, task: str, config: DecontamConfig) -> None:
@@ -91,52 +174,16 @@ class Decontaminate(Stage):
     def prepare(self, scan: Scan, ctx: StageContext) -> None:
         cfg = self.config
         items, item_texts = _eval_items(ctx.scan_eval)
-        grams, offsets = text_ngrams(item_texts, cfg.ngram_zh, cfg.ngram_en)
-        owner = np.repeat(np.arange(len(items), dtype=np.int64), np.diff(offsets))
-        # Boilerplate n-grams (in too many items) leave the index and the items' denominators.
-        order = np.argsort(grams, kind="stable")
-        grams, owner = grams[order], owner[order]
-        counts = unique_counts(grams)[1]
-        common = np.repeat(counts > cfg.stop_items, counts)
-        grams, owner = grams[~common], owner[~common]
-        item_grams = np.bincount(owner, minlength=len(items))
-        self.figures = {"eval_items": len(items), "index_ngrams": int(grams.size)}
+        index = EvalIndex.build(item_texts, cfg)
+        self.figures = {"eval_items": len(items), "index_ngrams": int(index.items.size)}
         hits: list[dict[str, Any]] = []
-        drop: list[int] = []
-        if grams.size:
-            for batch in scan(list(self.reads)):
-                for row, best, coverage in self._match(batch, grams, owner, item_grams):
-                    drop.append(row["_row"])
-                    hits.append({**row, "item": best, "coverage": coverage})
-        self.contaminated = np.sort(np.array(drop, dtype=np.int64))
-        self.figures["contaminated"] = len(drop)
+        if index.grams.size:
+            probe = functools.partial(match_batch, self.task, cfg, index)
+            for found in ctx.map(probe, scan(list(self.reads))):
+                hits.extend(found)
+        self.contaminated = np.sort(np.array([h["_row"] for h in hits], dtype=np.int64))
+        self.figures["contaminated"] = len(hits)
         self._report(ctx, hits, items, item_texts)
-
-    def _match(self, batch: pa.RecordBatch, grams: np.ndarray, owner: np.ndarray,
-               item_grams: np.ndarray) -> list[tuple[dict[str, Any], int, float]]:
-        texts = row_texts(batch, self.task)
-        row_grams, offsets = text_ngrams(texts, self.config.ngram_zh, self.config.ngram_en)
-        row_of = np.repeat(np.arange(len(texts), dtype=np.int64), np.diff(offsets))
-        lo = np.searchsorted(grams, row_grams, side="left")
-        hi = np.searchsorted(grams, row_grams, side="right")
-        found = hi > lo
-        if not found.any():
-            return []
-        lo, width, row_of = lo[found], (hi - lo)[found], row_of[found]
-        positions = np.repeat(lo - np.cumsum(width) + width, width) + np.arange(int(width.sum()))
-        pair = np.repeat(row_of, width) * len(item_grams) + owner[positions]
-        pairs, shared = unique_counts(pair)
-        rows, items = pairs // len(item_grams), pairs % len(item_grams)
-        coverage = shared / item_grams[items]
-        passing = coverage >= self.config.threshold
-        best: dict[int, tuple[float, int]] = {}
-        for r, i, c in zip(rows[passing].tolist(), items[passing].tolist(), coverage[passing].tolist(),
-                           strict=True):
-            if r not in best or c > best[r][0]:
-                best[r] = (c, i)
-        ids, sources, ordinals = (batch.column(c).to_pylist() for c in ("id", "source", "_row"))
-        return [({"_row": ordinals[r], "id": ids[r], "source": sources[r], "text": texts[r][:_SNIPPET]}, i, c)
-                for r, (c, i) in sorted(best.items())]
 
     def _report(self, ctx: StageContext, hits: list[dict[str, Any]], items: list[dict[str, str]],
                 item_texts: list[str]) -> None:
@@ -163,7 +210,7 @@ class Decontaminate(Stage):
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         if not self.contaminated.size:
             return batch
-        keep = ~np.isin(batch.column("_row").to_numpy(zero_copy_only=False), self.contaminated)
+        keep = ~sorted_contains(self.contaminated, batch.column("_row").to_numpy(zero_copy_only=False))
         return batch if keep.all() else batch.filter(pa.array(keep))
 
     def summary(self) -> dict[str, Any]:

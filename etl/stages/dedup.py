@@ -9,6 +9,7 @@ smallest `id` (DESIGN §5). Sample clusters go to `report_dir/dup_clusters-<task
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections import Counter
@@ -25,9 +26,16 @@ import xxhash
 
 from etl.catalog import DedupConfig, MinHashConfig
 from etl.stages.base import Scan, Stage, StageContext
-from etl.stages.minhash import band_hashes, lsh_params, shingle_hashes, signatures, unique_counts
-from etl.stages.text import row_texts, text_columns
-from etl.textnorm import numbers_of
+from etl.stages.minhash import (
+    band_hashes,
+    lsh_params,
+    shingle_hashes,
+    signatures,
+    sorted_contains,
+    unique_counts,
+)
+from etl.stages.text import row_texts, side_text_series, text_columns
+from etl.textnorm import match_keys, numbers_of
 
 MEMBER_COLUMNS = ["_row", "_priority", "_len", "id", "source", "dup_count", "meta"]
 _SNIPPET = 300
@@ -36,11 +44,15 @@ _ALL_PAIRS = 8
 
 @dataclass
 class Resolution:
-    """What `apply` does: drop these rows; give these survivors a new dup_count and meta."""
+    """What `apply` does: drop these rows; give these survivors a new dup_count and meta. Sorted NumPy
+    arrays and one Arrow string array, not Python objects per cluster, so a task with millions of
+    clusters stays compact (and cheap to ship to the workers)."""
 
-    drop: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    absorbed_by: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # survivor per drop
-    survivors: dict[int, tuple[int, Counter[str]]] = field(default_factory=dict)  # dup_count, absorbed
+    drop: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))           # sorted
+    absorbed_by: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))    # survivor per drop
+    survivor_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # sorted
+    survivor_counts: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
+    survivor_absorbed: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))  # JSON {source: rows}
     clusters: int = 0
 
 
@@ -73,61 +85,78 @@ def order_members(members: pl.DataFrame) -> pl.DataFrame:
     return members.sort(["cluster", "_priority", "_len", "id"], descending=[False, True, True, False])
 
 
-def resolve(members: pl.DataFrame) -> tuple[Resolution, list[list[dict[str, Any]]]]:
+def _absorbed_json(absorbed: pl.DataFrame) -> pl.DataFrame:
+    """(survivor, source, rows) → one `{"source": rows, ...}` JSON string per survivor, sources sorted."""
+    sources = absorbed.get_column("source").unique().to_list()
+    quoted = pl.Series([json.dumps(x, ensure_ascii=False) for x in sources], dtype=pl.String)
+    return (absorbed.sort(["survivor", "source"])
+            .with_columns(pair=pl.concat_str([pl.col("source").replace_strict(sources, quoted, return_dtype=pl.String),
+                                              pl.col("rows").cast(pl.String)], separator=": "))
+            .group_by("survivor", maintain_order=True)
+            .agg(absorbed=pl.concat_str(pl.lit("{"), pl.col("pair").str.join(", "), pl.lit("}"))))
+
+
+def resolve(members: pl.DataFrame, sample: int = 0) -> tuple[Resolution, list[list[dict[str, Any]]]]:
     """`members`: one row per clustered row with `cluster` and MEMBER_COLUMNS. Returns the resolution
-    and the clusters as ordered member lists (survivor first) for reports."""
-    ordered = order_members(members)
-    drop: list[tuple[int, int]] = []
-    survivors: dict[int, tuple[int, Counter[str]]] = {}
-    clusters: list[list[dict[str, Any]]] = []
-    grouped: list[list[dict[str, Any]]] = []
-    for row in ordered.to_dicts():
-        if grouped and grouped[-1][0]["cluster"] == row["cluster"]:
-            grouped[-1].append(row)
-        else:
-            grouped.append([row])
-    for rows in grouped:
-        survivor, absorbed_rows = rows[0], rows[1:]
-        absorbed: Counter[str] = Counter()
-        for member in absorbed_rows:
-            absorbed[member["source"]] += 1
-            if member["dup_count"] > 1:
-                absorbed.update(_absorbed_of(member["meta"]))
-            drop.append((member["_row"], survivor["_row"]))
-        dup_count = sum(int(m["dup_count"]) for m in rows)
-        survivors[survivor["_row"]] = (dup_count, absorbed)
-        clusters.append(rows)
-    pairs = np.array(sorted(drop), dtype=np.int64).reshape(-1, 2)
-    return Resolution(pairs[:, 0].copy(), pairs[:, 1].copy(), survivors, len(clusters)), clusters
+    and `sample` clusters (survivor first, the ones whose survivor id hashes lowest) for reports."""
+    ordered = order_members(members).with_columns(
+        survivor=pl.col("_row").first().over("cluster"), first=pl.int_range(pl.len()).over("cluster") == 0)
+    absorbed = ordered.filter(~pl.col("first"))
+    drop = absorbed.select("_row", "survivor").sort("_row")
+    counts = ordered.group_by("survivor").agg(pl.col("dup_count").sum()).sort("survivor")
+    by_source = absorbed.group_by("survivor", "source").agg(rows=pl.len())
+    carried = [(row["survivor"], source, n)            # what merged members had absorbed earlier
+               for row in absorbed.filter(pl.col("dup_count") > 1).select("survivor", "meta").iter_rows(named=True)
+               for source, n in _absorbed_of(row["meta"]).items()]
+    if carried:
+        extra = pl.DataFrame(carried, schema={"survivor": pl.Int64, "source": pl.String, "rows": pl.UInt32},
+                             orient="row")
+        by_source = pl.concat([by_source, extra]).group_by("survivor", "source").agg(pl.col("rows").sum())
+    survivors = counts.join(_absorbed_json(by_source), on="survivor", how="left").sort("survivor")
+    resolution = Resolution(
+        drop["_row"].to_numpy().astype(np.int64), drop["survivor"].to_numpy().astype(np.int64),
+        survivors["survivor"].to_numpy().astype(np.int64), survivors["dup_count"].to_numpy().astype(np.int32),
+        survivors["absorbed"].to_arrow().cast(pa.string()), survivors.height)
+    return resolution, _sample(ordered, sample)
 
 
 def apply_resolution(batch: pa.RecordBatch, resolution: Resolution) -> pa.RecordBatch:
     rows = batch.column("_row").to_numpy(zero_copy_only=False)
-    keep = ~np.isin(rows, resolution.drop)
-    hits = [i for i, row in enumerate(rows.tolist()) if row in resolution.survivors]
-    if hits:
+    keep = ~sorted_contains(resolution.drop, rows)
+    hits = np.flatnonzero(sorted_contains(resolution.survivor_rows, rows))
+    if hits.size:
+        at = np.searchsorted(resolution.survivor_rows, rows[hits])
         dup_count = batch.column("dup_count").to_numpy(zero_copy_only=False).astype(np.int32)
+        dup_count[hits] = resolution.survivor_counts[at]
         meta = batch.column("meta").to_pylist()
-        for i in hits:
-            dup_count[i], absorbed = resolution.survivors[int(rows[i])]
-            meta[i] = _with_absorbed(meta[i], _absorbed_of(meta[i]) + absorbed)
+        absorbed = resolution.survivor_absorbed.take(pa.array(at)).to_pylist()
+        for i, extra in zip(hits.tolist(), absorbed, strict=True):
+            meta[i] = _with_absorbed(meta[i], _absorbed_of(meta[i]) + Counter(json.loads(extra)))
         for name, values in (("dup_count", pa.array(dup_count, type=pa.int32())),
                              ("meta", pa.array(meta, type=batch.schema.field("meta").type))):
             batch = batch.set_column(batch.schema.get_field_index(name), name, values)
     return batch if keep.all() else batch.filter(pa.array(keep))
 
 
-def _sample(clusters: list[list[dict[str, Any]]], count: int) -> list[list[dict[str, Any]]]:
-    """A deterministic spread: the clusters whose survivor id hashes lowest."""
-    if count <= 0:
+def _sample(ordered: pl.DataFrame, count: int) -> list[list[dict[str, Any]]]:
+    """A deterministic spread: the `count` clusters whose survivor id hashes lowest, as member lists."""
+    if count <= 0 or ordered.is_empty():
         return []
-    return sorted(clusters, key=lambda c: xxhash.xxh3_64_intdigest(c[0]["id"].encode()))[:count]
+    heads = ordered.filter(pl.col("first")).select("cluster", "id")
+    ranks = np.fromiter((xxhash.xxh3_64_intdigest(i.encode()) for i in heads["id"].to_list()), dtype=np.uint64,
+                        count=heads.height)
+    chosen = heads["cluster"].gather(np.argsort(ranks, kind="stable")[:count])
+    picked = ordered.filter(pl.col("cluster").is_in(chosen.implode())).drop("survivor", "first")
+    grouped: dict[int, list[dict[str, Any]]] = {}
+    for row in picked.iter_rows(named=True):
+        grouped.setdefault(row["cluster"], []).append(row)
+    return [grouped[c] for c in chosen.to_list()]
 
 
 def write_cluster_report(ctx: StageContext, stage: str, scan: Scan, clusters: list[list[dict[str, Any]]],
                          count: int, similarity: Callable[[int, int], float] | None = None) -> None:
     """`report_dir/dup_clusters-<task>-<stage>.jsonl`: sample clusters with the text of each member."""
-    sample = _sample(clusters, count)
+    sample = clusters[:count]
     path = Path(ctx.report_dir) / f"dup_clusters-{ctx.task}-{stage}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     wanted = {m["_row"] for cluster in sample for m in cluster}
@@ -193,6 +222,13 @@ def _member_frame(batches: list[pa.RecordBatch]) -> pl.DataFrame:
     return pl.concat(frames, how="vertical_relaxed").cast(schema)  # type: ignore[arg-type]
 
 
+def key_hashes(batch: pa.RecordBatch) -> pa.Table:
+    """Member columns of a batch with `hash` (xxh3-64 of a non-empty `_key`) instead of the key."""
+    hashes = pa.array([xxhash.xxh3_64_intdigest(k.encode()) if k else None for k in batch.column("_key").to_pylist()],
+                      type=pa.uint64())
+    return pa.Table.from_batches([_slim(batch)]).drop_columns(["_key"]).append_column("hash", hashes)
+
+
 class ExactDedup(Stage):
     """Rows with the same non-empty `_key` (xxh3-64 of it) are one cluster. An empty key
     (punctuation-only text) matches nothing."""
@@ -200,6 +236,7 @@ class ExactDedup(Stage):
     name = "exact_dedup"
     reads = ("_key", *MEMBER_COLUMNS)
     writes = ("dup_count", "meta")
+    replay_reads = ("_row", "dup_count", "meta")
     drops_rows = True
 
     def __init__(self, config: DedupConfig) -> None:
@@ -208,17 +245,14 @@ class ExactDedup(Stage):
 
     def prepare(self, scan: Scan, ctx: StageContext) -> None:
         spill = _fresh_dir(Path(ctx.work_dir) / "exact_keys")
-        for part, batch in enumerate(scan(["_key", *MEMBER_COLUMNS])):
-            keys = batch.column("_key").to_pylist()
-            hashes = pa.array([xxhash.xxh3_64_intdigest(k.encode()) if k else None for k in keys], type=pa.uint64())
-            table = pa.Table.from_batches([_slim(batch)]).drop_columns(["_key"]).append_column("hash", hashes)
+        for part, table in enumerate(ctx.map(key_hashes, scan(["_key", *MEMBER_COLUMNS]))):
             pl.from_arrow(table).write_parquet(spill / f"part-{part:06d}.parquet")  # type: ignore[union-attr]
         if not any(spill.iterdir()):
             return
         members = (pl.scan_parquet(spill / "*.parquet")
                    .filter(pl.col("hash").is_not_null() & pl.col("hash").is_duplicated())
                    .rename({"hash": "cluster"}).collect())
-        self.resolution, clusters = resolve(members)
+        self.resolution, clusters = resolve(members, self.config.report_clusters)
         write_cluster_report(ctx, self.name, scan, clusters, self.config.report_clusters)
         shutil.rmtree(spill, ignore_errors=True)
 
@@ -227,6 +261,17 @@ class ExactDedup(Stage):
 
     def summary(self) -> dict[str, Any]:
         return {"clusters": self.resolution.clusters, "removed": int(self.resolution.drop.size)}
+
+
+def batch_band_hashes(config: MinHashConfig, bands: int, rows: int,
+                      batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
+    """(rows with shingles, their (rows, bands) band hashes) of one batch of `_row`, `_key`."""
+    hashes, offsets = shingle_hashes(batch.column("_key").to_pylist(), config.ngram)
+    has_shingles = np.diff(offsets) > 0
+    ordinals = batch.column("_row").to_numpy(zero_copy_only=False)[has_shingles]
+    if not ordinals.size:
+        return ordinals, np.empty((0, bands), dtype=np.uint64)
+    return ordinals, band_hashes(signatures(hashes, offsets, config.num_perm, config.seed)[has_shingles], bands, rows)
 
 
 class _UnionFind:
@@ -261,14 +306,17 @@ class _CandidateShingles:
     numbers: np.ndarray       # int64 id of each row's numbers signature, in read order
 
     @classmethod
-    def read(cls, scan: Scan, wanted: np.ndarray, ngram: int) -> _CandidateShingles:
+    def read(cls, scan: Scan, wanted: np.ndarray, ngram: int, columns: list[str] | None = None,
+             keys_of: Callable[[pa.RecordBatch], list[str]] | None = None) -> _CandidateShingles:
+        """Shingles of the `wanted` rows (sorted) of `keys_of(batch)` (default: the `_key` column)."""
         rows, hashes, counts, numbers = [], [], [], []
-        for batch in scan(["_row", "_key"]):
+        for batch in scan(columns or ["_row", "_key"]):
             ordinals = batch.column("_row").to_numpy(zero_copy_only=False)
-            mask = np.isin(ordinals, wanted)
+            mask = sorted_contains(wanted, ordinals)
             if not mask.any():
                 continue
-            keys = batch.column("_key").filter(pa.array(mask)).to_pylist()
+            chosen = batch.filter(pa.array(mask))
+            keys = keys_of(chosen) if keys_of else chosen.column("_key").to_pylist()
             flat, offsets = shingle_hashes(keys, ngram)
             doc = np.repeat(np.arange(len(keys), dtype=np.uint64), np.diff(offsets))
             unique = unique_counts((doc << np.uint64(32)) | (flat >> np.uint64(32)))[0]
@@ -291,7 +339,7 @@ class _CandidateShingles:
         b = self.hashes[self.offsets[j]:self.offsets[j + 1]]
         shared = np.intersect1d(a, b, assume_unique=True).size
         union = a.size + b.size - shared
-        return shared / union if union else 0.0
+        return shared / union if union else 1.0   # two empty sides are the same side
 
 
 class NearDedup(Stage):
@@ -305,11 +353,16 @@ class NearDedup(Stage):
     name = "near_dedup"
     reads = ("_key", *MEMBER_COLUMNS)
     writes = ("dup_count", "meta")
+    replay_reads = ("_row", "dup_count", "meta")
     drops_rows = True
 
-    def __init__(self, config: MinHashConfig, report_clusters: int = 20) -> None:
+    def __init__(self, config: MinHashConfig, report_clusters: int = 20, task: str = "pretrain") -> None:
         self.config = config
         self.report_clusters = report_clusters
+        self.task = task
+        self.split = config.fields == "split" and task in ("sft", "reward")
+        if self.split:
+            self.reads = (*self.reads, *text_columns(task))
         if config.bands and config.rows:
             self.bands, self.rows = config.bands, config.rows
         else:
@@ -319,26 +372,22 @@ class NearDedup(Stage):
 
     def prepare(self, scan: Scan, ctx: StageContext) -> None:
         spill = _fresh_dir(Path(ctx.work_dir) / "bands")
-        self.spill_band_hashes(scan, spill)
+        self.spill_band_hashes(scan, spill, ctx)
         pairs = self.candidate_pairs(spill)
         shutil.rmtree(spill, ignore_errors=True)
         self.figures = {"bands": self.bands, "rows": self.rows, "candidate_pairs": int(len(pairs))}
         if not len(pairs):
             return
         members, similarity = self.verify(scan, pairs)
-        self.resolution, clusters = resolve(members)
+        self.resolution, clusters = resolve(members, self.report_clusters)
         write_cluster_report(ctx, self.name, scan, clusters, self.report_clusters, similarity)
 
-    def spill_band_hashes(self, scan: Scan, spill: Path) -> None:
-        cfg = self.config
-        for part, batch in enumerate(scan(["_row", "_key"])):
-            hashes, offsets = shingle_hashes(batch.column("_key").to_pylist(), cfg.ngram)
-            has_shingles = np.diff(offsets) > 0
-            if not has_shingles.any():
+    def spill_band_hashes(self, scan: Scan, spill: Path, ctx: StageContext) -> None:
+        """Band hashes of every row with shingles, computed on the engine's workers, spilled per batch."""
+        compute = functools.partial(batch_band_hashes, self.config, self.bands, self.rows)
+        for part, (rows, bands) in enumerate(ctx.map(compute, scan(["_row", "_key"]))):
+            if not rows.size:
                 continue
-            bands = band_hashes(signatures(hashes, offsets, cfg.num_perm, cfg.seed)[has_shingles],
-                                self.bands, self.rows)
-            rows = batch.column("_row").to_numpy(zero_copy_only=False)[has_shingles]
             frame = pl.DataFrame({
                 "band": np.repeat(np.arange(self.bands, dtype=np.uint16), rows.size),
                 "hash": bands.T.reshape(-1),
@@ -376,21 +425,29 @@ class NearDedup(Stage):
         """Check candidate pairs (numbers, then exact Jaccard) and cluster the verified ones. Only
         candidate rows are held: their sorted unique 32-bit shingle hashes and numbers."""
         cfg = self.config
-        shingles = _CandidateShingles.read(scan, unique_counts(pairs.reshape(-1))[0], cfg.ngram)
+        wanted = unique_counts(pairs.reshape(-1))[0]
+        shingles = _CandidateShingles.read(scan, wanted, cfg.ngram)
         left, right = shingles.index(pairs[:, 0]), shingles.index(pairs[:, 1])
         if cfg.match_numbers:
             same = shingles.numbers[left] == shingles.numbers[right]
             pairs, left, right = pairs[same], left[same], right[same]
+        sides = self._side_shingles(scan, wanted) if self.split else []
         union = _UnionFind()
-        verified = 0
+        verified = split_rejected = 0
         for a, b, ia, ib in zip(pairs[:, 0].tolist(), pairs[:, 1].tolist(), left.tolist(), right.tolist(),
                                 strict=True):
             if union.find(a) == union.find(b):
                 continue
-            if shingles.jaccard(ia, ib) >= cfg.threshold:
-                union.union(a, b)
-                verified += 1
+            if shingles.jaccard(ia, ib) < cfg.threshold:
+                continue
+            if sides and any(side.jaccard(*side.index(np.array([a, b])).tolist()) < cfg.threshold for side in sides):
+                split_rejected += 1   # the whole rows are alike, but the prompts or the responses are not
+                continue
+            union.union(a, b)
+            verified += 1
         self.figures["verified_pairs"] = verified
+        if self.split:
+            self.figures["rejected_by_side"] = split_rejected
         clustered = np.array(sorted(union.parent), dtype=np.int64)
         kept = [_slim(batch.filter(pa.array(np.isin(batch.column("_row").to_numpy(zero_copy_only=False), clustered))))
                 for batch in scan(MEMBER_COLUMNS)]
@@ -404,10 +461,19 @@ class NearDedup(Stage):
 
         return members, similarity
 
+    def _side_shingles(self, scan: Scan, wanted: np.ndarray) -> list[_CandidateShingles]:
+        """Prompt-side and response-side shingles of the candidate rows (`fields: split`)."""
+        columns = ["_row", *text_columns(self.task)]
+        candidates = [batch.filter(pa.array(sorted_contains(wanted, batch.column("_row").to_numpy(zero_copy_only=False))))
+                      for batch in scan(columns)]           # one pass; candidate rows only
+        return [_CandidateShingles.read(lambda cols: iter(candidates), wanted, self.config.ngram, columns,
+                                        lambda batch, i=i: match_keys(side_text_series(batch, self.task)[i]).to_list())
+                for i in (0, 1)]
+
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         return apply_resolution(batch, self.resolution)
 
     def summary(self) -> dict[str, Any]:
-        return {**self.figures, "ngram": self.config.ngram, "num_perm": self.config.num_perm,
+        return {**self.figures, "fields": "split" if self.split else "whole", "ngram": self.config.ngram, "num_perm": self.config.num_perm,
                 "threshold": self.config.threshold, "clusters": self.resolution.clusters,
                 "removed": int(self.resolution.drop.size)}

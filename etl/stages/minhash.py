@@ -175,3 +175,11 @@ def collision_probability(similarity: float, bands: int, rows: int) -> float:
     """Chance that a pair with this Jaccard similarity shares at least one band."""
     return 1.0 - (1.0 - similarity**rows) ** bands
 
+
+def sorted_contains(ordered: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`np.isin(values, ordered)` for a sorted `ordered`, by binary search: O(len(values) · log n)
+    per batch instead of a pass over all of `ordered`."""
+    if not ordered.size:
+        return np.zeros(values.size, dtype=bool)
+    at = np.minimum(np.searchsorted(ordered, values), ordered.size - 1)
+    return ordered[at] == values

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.stages.base import Stage
-from etl.stages.text import SEPARATOR, text_columns
+from etl.stages.text import row_text_series, text_columns
 from etl.textnorm import clean_texts, match_keys
 
 
@@ -32,23 +32,6 @@ def _combined(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
-def _contents(column: pa.Array | pa.ChunkedArray) -> pl.Series:
-    turns = pl.Series(_combined(column))
-    return turns.list.eval(pl.element().struct.field("content")).list.join(SEPARATOR)
-
-
-def _row_texts(batch: pa.RecordBatch, task: str) -> pl.Series:
-    """text.row_texts in polars, without a trip through Python objects."""
-    if task == "pretrain":
-        return pl.Series(_combined(batch.column("text")))
-    if task == "sft":
-        return _contents(batch.column("messages"))
-    frame = pl.DataFrame({"prompt": _contents(batch.column("prompt")),
-                          "chosen": _contents(batch.column("chosen")),
-                          "rejected": _contents(batch.column("rejected"))})
-    return frame.select(pl.concat_str(["prompt", "chosen", "rejected"], separator=SEPARATOR)).to_series()
-
-
 class Normalise(Stage):
     """Reads the task's text columns; writes them cleaned (control characters, stray HTML entities,
     surrounding whitespace) plus `_key` (the matching key of the whole row, textnorm.match_keys) and
@@ -67,7 +50,7 @@ class Normalise(Stage):
             column = _combined(batch.column(index))
             cleaned = _clean_turns(column) if pa.types.is_list(column.type) else _clean_strings(column)
             batch = batch.set_column(index, column_name, cleaned)
-        texts = _row_texts(batch, self.task)
+        texts = row_text_series(batch, self.task)
         keys = match_keys(texts).to_arrow().cast(pa.string())
         lengths = texts.str.len_chars().cast(pl.Int32).to_arrow()
         for column_name, values in (("_key", keys), ("_len", lengths)):

@@ -19,6 +19,8 @@ from etl.stages.redact import Redact
 class _Off(Stage):
     """A stage switched off in the build settings: keeps its place (and manifest counter) in the chain."""
 
+    replay_reads = ()
+
     def __init__(self, name: str) -> None:
         self.name = name
 
@@ -36,7 +38,7 @@ def default_stages(task: str, build: BuildConfig, sources: Sequence[Source] = ()
         Redact(task, build.redact.names) if build.redact.enabled else _Off("redact"),
         Quality(task, build.quality, overrides) if build.quality.enabled else _Off("quality"),
         ExactDedup(dedup) if dedup.exact else _Off("exact_dedup"),
-        NearDedup(dedup.minhash, dedup.report_clusters) if dedup.minhash else _Off("near_dedup"),
+        NearDedup(dedup.minhash, dedup.report_clusters, task) if dedup.minhash else _Off("near_dedup"),
         Decontaminate(task, build.decontam) if build.decontam.enabled else _Off("decontaminate"),
         LangId(task, build.langid),
     ]

@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from etl.catalog import QualityConfig, QualityThresholds
 from etl.stages.base import DROP, Stage
-from etl.stages.text import column_text, text_columns, whole_texts
+from etl.stages.text import column_text, row_text_series, text_columns
 
 REASONS = ("mojibake", "line_repetition", "char_repetition", "short_answer", "filler_answer", "advertising", "echo")
 
@@ -64,7 +64,7 @@ def row_parts(batch: pa.RecordBatch, task: str) -> tuple[pl.Series, pl.Series, p
     if task == "sft":
         messages = batch.column("messages")
         return column_text(messages), column_text(messages, "assistant"), column_text(messages, "user")
-    return whole_texts(batch, task), column_text(batch.column("chosen")), column_text(batch.column("prompt"), "user")
+    return row_text_series(batch, task), column_text(batch.column("chosen")), column_text(batch.column("prompt"), "user")
 
 
 def calls_tools(batch: pa.RecordBatch, task: str) -> np.ndarray:

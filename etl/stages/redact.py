@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.stages.base import COUNT_PREFIX, Stage
-from etl.stages.text import text_columns, whole_texts
+from etl.stages.text import row_text_series, text_columns
 from etl.textnorm import match_keys
 
 PLACEHOLDERS = ("PHONE", "ID_NUMBER", "EMAIL", "URL", "IP", "RECORD_NO", "SOCIAL_ID", "NAME")
@@ -332,7 +332,7 @@ def _put(batch: pa.RecordBatch, name: str, values: pa.Array) -> pa.RecordBatch:
 def _rekey(batch: pa.RecordBatch, task: str, changed: np.ndarray) -> pa.RecordBatch:
     """The matching key and length of the rows whose text changed (normalise computed them before)."""
     index = pa.array(np.flatnonzero(changed))
-    texts = whole_texts(batch.take(index), task)
+    texts = row_text_series(batch.take(index), task)
     keys = pl.Series(batch.column("_key")).scatter(index.to_numpy(), match_keys(texts))
     lengths = pl.Series(batch.column("_len")).scatter(index.to_numpy(), texts.str.len_chars().cast(pl.Int32))
     batch = _put(batch, "_key", keys.to_arrow().cast(batch.schema.field("_key").type))

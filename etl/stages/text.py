@@ -67,10 +67,33 @@ def column_text(column: pa.Array | pa.ChunkedArray, role: str | None = None) -> 
     return series.list.eval(picked).list.join(SEPARATOR).fill_null("")
 
 
-def whole_texts(batch: pa.RecordBatch | pa.Table, task: str) -> pl.Series:
-    """row_texts vectorised, for either shape of reward `chosen`/`rejected` (string or turns)."""
-    parts = [column_text(batch.column(name)) for name in text_columns(task)]
+def row_text_series(batch: pa.RecordBatch | pa.Table, task: str) -> pl.Series:
+    """`row_texts` in polars, without a trip through Python objects (normalise, redact, decontaminate);
+    either shape of reward `chosen`/`rejected` (a string or a list of turns)."""
+    if task not in ("pretrain", "sft", "reward"):
+        raise ValueError(f"unknown task {task!r}")
+    parts = [column_text(batch.column(name)).alias(name) for name in text_columns(task)]
     if len(parts) == 1:
         return parts[0]
-    frame = pl.DataFrame({str(i): part for i, part in enumerate(parts)})
-    return frame.select(pl.concat_str(pl.all(), separator=SEPARATOR)).to_series()
+    return pl.DataFrame(parts).select(pl.concat_str(pl.all(), separator=SEPARATOR)).to_series()
+
+
+def side_text_series(batch: pa.RecordBatch | pa.Table, task: str) -> tuple[pl.Series, pl.Series]:
+    """The two sides near-dedup compares separately (DESIGN §5): sft prompt = every non-assistant
+    turn, response = every assistant turn; reward prompt = the prompt turns, response = chosen and
+    rejected. Each side's contents joined by SEPARATOR."""
+    if task == "sft":
+        turns = pl.Series(batch.column("messages").combine_chunks()
+                          if isinstance(batch.column("messages"), pa.ChunkedArray) else batch.column("messages"))
+
+        def side(assistant: bool) -> pl.Series:
+            is_assistant = pl.element().struct.field("role") == "assistant"
+            return turns.list.eval(pl.element().filter(is_assistant if assistant else ~is_assistant)
+                                   .struct.field("content")).list.join(SEPARATOR)
+
+        return side(False), side(True)
+    if task == "reward":
+        response = pl.DataFrame([column_text(batch.column(n)).alias(n) for n in ("chosen", "rejected")])
+        return (column_text(batch.column("prompt")),
+                response.select(pl.concat_str(pl.all(), separator=SEPARATOR)).to_series())
+    raise ValueError(f"task {task!r} has no prompt/response sides")

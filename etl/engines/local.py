@@ -1,0 +1,79 @@
+"""The local engine: one process pool on this machine, shared by conversion and the stages.
+
+With one worker everything runs in the calling process, lazily, in order. With more, a pool of
+spawned processes (not forked: forked workers deadlock once the parent has used polars, MEASURED.md)
+is started on first use and kept for the whole build. The function given to `map` travels with each
+item through the pool's own serialisation (a dedup resolution or an eval index is a few NumPy arrays).
+At most `2 × workers` items are in flight, so a map over a task's batches holds a bounded number of
+batches.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, TypeVar
+
+from etl.engines.base import Engine
+
+R = TypeVar("R")
+
+def _call(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)
+
+
+def _call_unit(fn: Callable[..., Any], unit: tuple[Any, ...]) -> Any:
+    return fn(*unit)
+
+
+class LocalEngine(Engine):
+    name = "local"
+
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__(workers)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _ensure_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        return self._pool
+
+    def _ordered(self, submit: Callable[[Any], Future[Any]], items: Iterable[Any]) -> Iterator[Future[Any]]:
+        pending: deque[Future[Any]] = deque()
+        for item in items:
+            pending.append(submit(item))
+            if len(pending) >= 2 * self.workers:
+                yield pending.popleft()
+        while pending:
+            yield pending.popleft()
+
+    def map(self, fn: Callable[[Any], R], items: Iterable[Any]) -> Iterator[R]:
+        if self.workers == 1:
+            yield from (fn(item) for item in items)
+            return
+        pool = self._ensure_pool()
+        futures = self._ordered(lambda item: pool.submit(_call, fn, item), items)
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            futures.close()
+
+    def map_units(self, fn: Callable[..., R], units: Sequence[tuple[Any, ...]]) -> Iterator[Callable[[], R]]:
+        if self.workers == 1 or len(units) <= 1:
+            for unit in units:
+                yield lambda unit=unit: fn(*unit)
+            return
+        pool = self._ensure_pool()
+        futures = [pool.submit(_call_unit, fn, unit) for unit in units]
+        for future in futures:
+            yield future.result
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+

@@ -1,0 +1,99 @@
+"""The executor seam: the local engine keeps order and per-unit errors, and the stage executor gives
+the same rows as the in-memory reference runner whatever the worker count."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pytest
+
+from etl.catalog import BuildConfig, DecontamConfig
+from etl.engines import make_engine
+from etl.engines.local import LocalEngine
+from etl.executor import TaskRun
+from etl.stages.memory import run_in_memory
+from etl.stages.pipeline import default_stages
+from tests.stage_rows import pretrain
+
+BASE = ("患者男，45岁，因反复胸闷、气短3年，加重1周入院。既往有高血压病史10年，规律服用氨氯地平，"
+        "近期夜间阵发性呼吸困难，不能平卧，双下肢轻度水肿。")
+
+
+def _scale(factor: int, value: int) -> int:
+    return factor * value
+
+
+def _fail_on_two(value: int) -> int:
+    if value == 2:
+        raise ValueError("two is broken")
+    return value * 10
+
+
+def test_local_map_keeps_input_order_on_two_workers():
+    with LocalEngine(2) as engine:
+        assert list(engine.map(functools.partial(_scale, 3), range(50))) == [3 * i for i in range(50)]
+
+
+def test_map_units_reports_each_units_own_error():
+    with LocalEngine(2) as engine:
+        thunks = list(engine.map_units(_fail_on_two, [(1,), (2,), (3,)]))
+        assert thunks[0]() == 10 and thunks[2]() == 30
+        with pytest.raises(ValueError, match="two is broken"):
+            thunks[1]()
+
+
+def test_engine_choice_is_checked():
+    with pytest.raises(ValueError, match="unknown engine"):
+        make_engine("spark")
+    with pytest.raises(ValueError, match="--ray-address needs --engine ray"):
+        make_engine("local", 2, "ray://head:10001")
+
+
+def _corpus() -> pa.Table:
+    texts = []
+    for i in range(900):
+        if i % 3 == 0:
+            texts.append(BASE + f"第{i}例。")
+        elif i % 3 == 1:
+            texts.append(BASE.replace("胸闷", "胸悶") + f"第{i - 1}例。")      # exact copy after normalising
+        else:
+            texts.append("病例：" + BASE.replace("规律", "規律").replace("夜间", "夜問") + f"第{i - 2}例。")
+    texts.append("Which drug is first-line for type 2 diabetes? Metformin is first-line for most adults.")
+    sources = [f"src{i % 4}" for i in range(len(texts))]
+    return pretrain(texts, sources=sources, priorities=[10 * (i % 4) for i in range(len(texts))])
+
+
+def _eval() -> pa.Table:
+    return pa.table({"task": ["pretrain"], "id": ["ev/1"], "source": ["ev"],
+                     "text": ["Which drug is first-line for type 2 diabetes? Metformin is first-line"],
+                     "messages": pa.nulls(1, pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+                     "prompt": pa.nulls(1, pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+                     "chosen": pa.nulls(1, pa.string()), "rejected": pa.nulls(1, pa.string())})
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_executor_matches_the_in_memory_runner(tmp_path, workers):
+    table, evals = _corpus(), _eval()
+    build = BuildConfig(decontam=DecontamConfig(ngram_en=4))
+    expected, expected_removed = run_in_memory("pretrain", table, default_stages("pretrain", build),
+                                               tmp_path / "mem", tmp_path / "mem-reports", eval_table=evals,
+                                               batch_rows=128)
+
+    def source(columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+        for batch in table.to_batches(max_chunksize=128):
+            yield batch if columns is None else batch.select(columns)
+
+    def scan_eval(columns: list[str]) -> Iterator[pa.RecordBatch]:
+        return iter(evals.select([c for c in columns if c in evals.column_names]).to_batches())
+
+    with LocalEngine(workers) as engine:
+        run = TaskRun("pretrain", default_stages("pretrain", build), tmp_path / "work", tmp_path / "reports",
+                      scan_eval, engine)
+        got = pa.Table.from_batches(list(run.run(source, set(table.column_names))))
+    assert got.select(expected.column_names).to_pylist() == expected.to_pylist()
+    assert {k: dict(v) for k, v in run.removed.items() if v} == {k: dict(v) for k, v in expected_removed.items() if v}
+    assert run.removed["exact_dedup"].total() == 300 and run.removed["near_dedup"].total() > 100
+    assert run.removed["decontaminate"].total() == 1
+    assert not (tmp_path / "work").exists()   # scratch is gone once the task's rows are out
