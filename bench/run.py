@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench import ray_bench
 from bench.generate import generate
 from bench.langset import labelled_set
 from etl.catalog import DedupConfig, LangIdConfig, MinHashConfig
@@ -339,6 +340,7 @@ def main() -> None:
         agreement = run_opencc(traditional, report)
         langid = run_langid(report, langdetect_limit=5_000)
         write_results(Path(args.out), docs, base_n, config, ours, baseline, agreement, langid, report)
+        ray_bench.append_to(Path(args.out), min(docs, 100_000), args.seed)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
