@@ -14,8 +14,8 @@ input order, lazy input, bounded memory in the driver and in the object store.
   once, not once per batch.
 - `map_units(fn, units)`: one Ray task per conversion unit, all submitted at once; each unit's result
   comes back in unit order as a thunk that returns the value or raises the unit's own exception, of
-  its own type, with its own attributes (an exception that pickle cannot rebuild, e.g. one whose
-  `__init__` takes several arguments, is rebuilt from its class, arguments and attributes).
+  its own type, with its own attributes (an exception that cannot be rebuilt from its arguments alone,
+  e.g. one whose `__init__` takes other arguments, is rebuilt from its class, arguments and attributes).
 - Ray itself: with no address, a local Ray with `num_cpus=workers`, no dashboard and quiet logs,
   stopped by `close`; with an address (`ray://head:10001`, `auto`), `ray.init(address=...)`, and
   `close` only disconnects. A Ray already initialised in this process (e.g. by a test fixture or a
@@ -27,9 +27,9 @@ installed on every node (README "Running on a Ray cluster").
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
-import pickle
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -49,18 +49,12 @@ class _Raised:
 
     def __init__(self, exc: BaseException) -> None:
         exc.add_note(f"(raised on a Ray worker)\n{''.join(traceback.format_exception(exc)).rstrip()}")
-        self.exc: BaseException | None = None
+        self.exc: BaseException | None = exc
         self.parts: tuple[type[BaseException], tuple[Any, ...], dict[str, Any]] | None = None
         try:
-            pickle.loads(pickle.dumps(exc))
-            self.exc = exc
-        except Exception:  # noqa: BLE001 - pickle cannot rebuild it: ship class, args and attributes
-            self.parts = (type(exc), exc.args, dict(vars(exc)))
-            try:
-                pickle.dumps(self.parts)
-            except Exception:  # noqa: BLE001 - attributes that do not pickle: keep the message only
-                self.parts = None
-                self.exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+            copy.copy(exc)          # rebuilt the way Ray will rebuild it on the driver: cls(*args) + state
+        except Exception:  # noqa: BLE001 - e.g. an __init__ with other arguments: ship class, args, attributes
+            self.exc, self.parts = None, (type(exc), exc.args, dict(vars(exc)))
 
     def rebuild(self) -> BaseException:
         if self.parts is None:
