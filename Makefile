@@ -53,13 +53,18 @@ publish: $(MEDCORPUS)
 	@test -n "$(REPO)" || (echo "usage: make publish REPO=<org/name>" >&2; exit 2)
 	$(MEDCORPUS) publish out --repo $(REPO)
 
-test: $(MEDCORPUS)
+## Tests run with the optional Ray extra too (tests/test_engine_ray.py: Ray and local give the same bytes).
+$(VENV)/.ray-extra: $(MEDCORPUS)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,ray]'
+	touch $@
+
+test: $(MEDCORPUS) $(VENV)/.ray-extra
 	$(BIN)/python -m pytest
 
 lint: $(MEDCORPUS)
 	$(BIN)/ruff check etl tests bench
 
-bench: $(MEDCORPUS)
+bench: $(MEDCORPUS) $(VENV)/.ray-extra
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python -m bench.run
 

@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench import convert_bench, redact_quality
+from bench import convert_bench, ray_bench, redact_quality
 from bench.e2e import Sampler
 from bench.generate import generate, variant
 from bench.langset import labelled_set
@@ -418,6 +418,7 @@ def main() -> None:
         write_results(Path(args.out), docs, base_n, config, ours, baseline, agreement, langid, report, split, e2e)
         redact_quality.main(["--out", args.out])      # its own section of the same file
         convert_bench.write_section(Path(args.out))  # the `## Conversion` section (bench/convert_bench.py)
+        ray_bench.append_to(Path(args.out), min(docs, 100_000), args.seed)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
