@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from etl.build import BuildLockedError, OutputLock, WorkerFailure, _settle, _worker_result
+from etl.build import BuildLockedError, OutputLock, WorkerFailure, _settle, _unit_result
 from etl.catalog import CatalogError
 from etl.cli import main
 from etl.convert.base import Filtered, Reject
@@ -116,7 +116,7 @@ def test_a_worker_that_dies_fails_only_its_source():
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         future = pool.submit(os._exit, 3)
-        result = _worker_result(future)
+        result = _unit_result(future.result)
     assert isinstance(result, WorkerFailure) and result.type_name == "BrokenProcessPool"
     assert result.describe().startswith("BrokenProcessPool: the worker process converting this source failed")
 
