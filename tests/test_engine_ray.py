@@ -120,6 +120,7 @@ def test_map_raises_the_failing_items_error(engine):
         list(engine.map(functools.partial(_fail, 5), range(10)))
 
 
+@pytest.mark.parametrize("engine", ["ray"], indirect=True)  # local sends it with each item (engines/local.py)
 def test_a_large_function_is_shipped_once_per_worker(engine, tmp_path):
     log = tmp_path / "loads.txt"
     results = list(engine.map(_Heavy(log), range(40)))
@@ -129,11 +130,6 @@ def test_a_large_function_is_shipped_once_per_worker(engine, tmp_path):
     assert len(set(loads)) == len(loads)                   # no worker loaded it twice
 
 
-@pytest.mark.parametrize("engine", [
-    pytest.param("local", marks=pytest.mark.xfail(strict=True, reason=(
-        "SourceFileError cannot be unpickled (three-argument __init__), which breaks the local process "
-        "pool; fix in etl/read/base.py (`__reduce__`), reported to the lead"))),
-    "ray"], indirect=True)
 def test_an_exception_pickle_cannot_rebuild_keeps_its_type_and_fields(engine):
     thunks = list(engine.map_units(_unreadable, [(0,), (1,), (2,)]))
     with pytest.raises(SourceFileError) as caught:

@@ -65,7 +65,8 @@ def test_kill_during_a_rebuild_keeps_or_cleanly_retracts_the_previous_output(set
     root, _, reference = setup
     mirror = make_mirror(tmp_path)  # a private mirror: this test changes it
     out = tmp_path / "out"
-    args = ["build", "--catalog", str(root / "sources.yaml"), "--mirror", str(mirror), "--out", str(out)]
+    # one worker: a SIGKILLed parent's pool workers would keep the captured pipes open
+    args = ["build", "--catalog", str(root / "sources.yaml"), "--mirror", str(mirror), "--out", str(out), "--workers", "1"]
     assert run_cli(args).returncode == 0
     (mirror / "broken_lines" / "broken.jsonl").write_text('{"query": "q", "response": "a"}\n', encoding="utf-8")
     assert run_cli(args, kill_at="write:sft").returncode == -9

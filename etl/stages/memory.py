@@ -1,7 +1,8 @@
 """A reference runner that holds one task's rows in memory: for tests, the benchmark and small data.
 
 It follows the executor contract of base.py: `prepare(scan, ctx)` sees the rows as they reach the
-stage, then `apply` maps every batch; rows in and out are counted per source and stage.
+stage, then `apply` maps every batch (its report columns settled, base.settle); rows in and out are
+counted per source and stage.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from etl.stages.base import Stage, StageContext, check_chain
+from etl.stages.base import Stage, StageContext, check_chain, settle
 
 
 def _batches(table: pa.Table, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -39,7 +40,7 @@ def run_in_memory(task: str, table: pa.Table, stages: list[Stage], work_dir: Pat
                            scan_eval=scan_eval)
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
         stage.prepare(lambda columns, t=current: _batches(t, columns, batch_rows), ctx)
-        out = [stage.apply(batch) for batch in current.to_batches(max_chunksize=batch_rows)]
+        out = [settle(stage.apply(batch))[0] for batch in current.to_batches(max_chunksize=batch_rows)]
         before = Counter(current.column("source").to_pylist())
         table = pa.Table.from_batches(out) if out else current.slice(0, 0)
         removed[stage.name] = before - Counter(table.column("source").to_pylist())

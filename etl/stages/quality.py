@@ -74,7 +74,7 @@ def calls_tools(batch: pa.RecordBatch, task: str) -> np.ndarray:
     if column is None or column not in batch.schema.names:
         return np.zeros(batch.num_rows, dtype=bool)
     turns = pl.Series(batch.column(column))
-    if "tool_calls" not in {f.name for f in turns.dtype.inner.fields}:  # type: ignore[union-attr]
+    if not isinstance(turns.dtype, pl.List) or "tool_calls" not in {f.name for f in turns.dtype.inner.fields}:
         return np.zeros(batch.num_rows, dtype=bool)
     calls = turns.list.eval(pl.element().struct.field("tool_calls").list.len().fill_null(0)).list.sum()
     return (calls.fill_null(0) > 0).to_numpy()
