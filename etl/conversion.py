@@ -678,19 +678,14 @@ def merge_units(source: Source, fetched: FetchedSource, work_dir: Path, results:
                     writer.add_table(table)
         for writer in writers.values():
             writer.close()
-    except _CrossUnitDuplicate:
+    except BaseException as exc:
         for writer in writers.values():
             with contextlib.suppress(Exception):
                 writer.writer.close()
         shutil.rmtree(staging, ignore_errors=True)
         _clear_leftovers(final)
-        return convert_source(source, fetched, work_dir)
-    except BaseException:
-        for writer in writers.values():
-            with contextlib.suppress(Exception):
-                writer.writer.close()
-        shutil.rmtree(staging, ignore_errors=True)
-        _clear_leftovers(final)
+        if isinstance(exc, _CrossUnitDuplicate):
+            return convert_source(source, fetched, work_dir)
         raise
     counts = _sum_counts(done)
     _commit(staging, final, key, counts)

@@ -126,3 +126,15 @@ def run_catalog(root: Path, text: str) -> tuple[int, str]:
 
 def jsonl(*records: Any) -> bytes:
     return ("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n").encode("utf-8")
+
+
+# Catalogue text for the catalogue-error cases (exit 2) of the bad-input matrices.
+_GOOD = ("  - {id: good_qa, name: Good, host: github, repo: o/r, revision: main, files: [good.jsonl], "
+         "task: sft, format: query_response, license: MIT}\n")
+_HEAD = "build: {shard_max_bytes: 256MB}\nsources:\n" + _GOOD
+
+
+def _src(source_id: str, **over: str) -> str:
+    keys = {"id": source_id, "name": "X", "host": "github", "repo": "o/r", "revision": "main", "files": "[a.json]",
+            "task": "sft", "format": "alpaca", "license": "MIT", **over}
+    return "  - {" + ", ".join(f"{k}: {v}" for k, v in keys.items()) + "}\n"

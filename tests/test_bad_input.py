@@ -26,7 +26,7 @@ import pytest
 
 from etl.build import OutputLock
 from etl.validate import validate_output
-from tests.helpers_badinput import BuildRun, entry, jsonl, run_build, run_catalog
+from tests.helpers_badinput import _HEAD, BuildRun, _src, entry, jsonl, run_build, run_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = "bad_src"
@@ -588,17 +588,6 @@ def test_persona_without_configuration_is_skipped_and_says_so(tmp_path, caplog):
 
 
 # --------------------------------------------------------------------------- the catalogue (exit 2)
-
-_GOOD = ("  - {id: good_qa, name: Good, host: github, repo: o/r, revision: main, files: [good.jsonl], "
-         "task: sft, format: query_response, license: MIT}\n")
-_HEAD = "build: {shard_max_bytes: 256MB}\nsources:\n" + _GOOD
-
-
-def _src(source_id: str, **over: str) -> str:
-    keys = {"id": source_id, "name": "X", "host": "github", "repo": "o/r", "revision": "main", "files": "[a.json]",
-            "task": "sft", "format": "alpaca", "license": "MIT", **over}
-    return "  - {" + ", ".join(f"{k}: {v}" for k, v in keys.items()) + "}\n"
-
 
 CATALOG_ERRORS = [
     ("bad_yaml", _HEAD + "  - {id: broken, name: [unclosed\n",

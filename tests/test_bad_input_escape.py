@@ -22,7 +22,7 @@ import pytest
 from etl.read.base import SourceFile
 from etl.read.sniff import html_instead_of_data
 from etl.validate import validate_output
-from tests.helpers_badinput import BuildRun, entry, jsonl, run_build, run_catalog
+from tests.helpers_badinput import _GOOD, _HEAD, BuildRun, _src, entry, jsonl, run_build, run_catalog
 
 BAD = "bad_src"
 QR = [{"query": f"问题{i}：头痛怎么办？", "response": f"回答{i}：多休息，多喝水。"} for i in range(3)]
@@ -245,17 +245,6 @@ def test_data_that_mentions_html_is_not_a_page(data):
 
 
 # --------------------------------------------------------------------------- the catalogue (exit 2)
-
-_GOOD = ("  - {id: good_qa, name: Good, host: github, repo: o/r, revision: main, files: [good.jsonl], "
-         "task: sft, format: query_response, license: MIT}\n")
-_HEAD = "build: {shard_max_bytes: 256MB}\nsources:\n" + _GOOD
-
-
-def _src(source_id: str, **over: str) -> str:
-    keys = {"id": source_id, "name": "X", "host": "github", "repo": "o/r", "revision": "main", "files": "[a.json]",
-            "task": "sft", "format": "alpaca", "license": "MIT", **over}
-    return "  - {" + ", ".join(f"{k}: {v}" for k, v in keys.items()) + "}\n"
-
 
 _GDRIVE = {"host": "gdrive", "file_id": "abc", "files": "[]", "repo": "null", "revision": "null"}
 ESCAPING_NAMES = [
