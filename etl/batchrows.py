@@ -30,6 +30,7 @@ from etl.convert.base import Shaped
 from etl.rows import hash_text
 from etl.schemas import arrow_schema, schema_problem
 
+TURN_TYPE: pa.StructType = arrow_schema("sft").field("messages").type.value_type
 ROLE_CODES = {"system": 0, "user": 1, "assistant": 2}
 _ROLE_NAMES = np.array(list(ROLE_CODES), dtype=object)
 
@@ -89,7 +90,8 @@ def check(task: str, shaped: Shaped) -> Checked:
             bad_turns = np.bincount(record_of_turn[~turn_ok], minlength=count) > 0
             good = _role_order_ok(codes, offsets) & ~bad_turns
             roles = pa.array(_ROLE_NAMES[np.clip(codes, 0, 2)] if len(codes) else [], pa.string())
-            struct = pa.StructArray.from_arrays([roles, contents], names=["role", "content"])
+            calls = pa.nulls(len(codes), TURN_TYPE.field("tool_calls").type)
+            struct = pa.StructArray.from_arrays([roles, contents, calls], fields=list(TURN_TYPE))
             columns = {"messages": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), struct)}
             canon = _canonical_messages(shaped, good)
         elif task == "pretrain":
@@ -147,6 +149,8 @@ def rows_table(source: Source, columns: dict[str, pa.Array], keep: np.ndarray, i
     }
     for name, array in columns.items():
         arrays[name] = array.filter(mask)
+    if "tools" in schema.names:  # the generic converters make plain rows: no tools, no tool calls
+        arrays["tools"] = pa.nulls(n, schema.field("tools").type)
     return pa.Table.from_arrays([arrays[f.name].cast(f.type) for f in schema], schema=schema)
 
 

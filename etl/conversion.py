@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 from collections import Counter
@@ -57,6 +58,8 @@ from etl.read.streams import SNIFF_BYTES, buffered
 from etl.read.text import parse_text_lines
 from etl.rows import RowBuilder
 from etl.schemas import REJECTS_SCHEMA, arrow_schema, json_schema
+
+log = logging.getLogger(__name__)
 
 BATCH_ROWS = 5_000
 DONE = "DONE"
@@ -208,6 +211,7 @@ class _Conversion:
         self._split_problems: dict[str, str | None] = {}
         self._file_splits: dict[str, str] = {}
         self._eval_splits: set[str] = set()  # the splits seen so far that are eval splits
+        self.columnar_rows = 0  # rows the column-wise path built (the rest went record by record)
 
     def run(self, items: Iterator[RawRecord | ReadError]) -> dict[str, Any]:
         try:
@@ -228,6 +232,9 @@ class _Conversion:
                 self.many(batch)
             for writer in self.writers:
                 writer.close()
+            if self.columns is not None:
+                log.debug("%s: %d rows built column-wise, %d record by record", self.source.id,
+                          self.columnar_rows, self.counts.rows + self.counts.eval_rows - self.columnar_rows)
         except BaseException:
             for writer in self.writers:
                 with contextlib.suppress(Exception):  # the original error is what matters
@@ -305,7 +312,7 @@ class _Conversion:
                 start = sum(shaped.lengths[:position])
                 sample = {"messages": [{"role": r, "content": c} for r, c in zip(
                     shaped.roles[start:start + shaped.lengths[position]],
-                    shaped.contents[start:start + shaped.lengths[position]], strict=True)]}
+                    shaped.contents[start:start + shaped.lengths[position]], strict=True)], "tools": None}
             else:
                 sample = {"text": shaped.texts[position]}
             self._split_problems[split] = constants_problem(self.source, self.source.task, split, sample)
@@ -353,6 +360,7 @@ class _Conversion:
             evaluated = split in self._eval_splits
             to_eval.append(evaluated)
             counts.converted += 1
+            self.columnar_rows += 1
             if evaluated:
                 counts.eval_rows += 1
             else:

@@ -62,3 +62,19 @@ def test_wrong_declared_encoding_rejects_only_the_bad_lines():
 def test_utf8_bom_is_dropped_once():
     data = codecs.BOM_UTF8 + b"a\r\n\xef\xbb\xbfb\n"
     assert list(text_lines("a.txt", io.BytesIO(data), {})) == [(1, "a"), (2, "\ufeffb")]
+
+
+def test_long_mixed_gbk_lines_that_charset_normalizer_gives_up_on_are_gb18030():
+    """A Toyhom-shaped CSV whose answers mix Chinese and long English sentences: charset-normalizer
+    finds no encoding for its first 64 KiB (cut inside a character), which used to mean UTF-8 and a
+    `bad_encoding` reject for every row."""
+    from charset_normalizer import from_bytes
+
+    zh = "近7周来乏力加重，伴有头晕，夜间尤为明显。心电图提示ST段压低，实验室检查示白细胞6.3×10^9/L。体温38.9℃。"
+    en = ("The recommended dose of metoprolol is 500 mg 2 times daily. "
+          "Patients with hypothyroidism should follow a low-salt diet. ")
+    line = f'内科,标题,"{zh * 3}","{zh * 2}{en * 2}"\n'
+    sample = ("department,title,ask,answer\n" + line * 200).encode("gb18030")[:1 << 16]
+    assert from_bytes(sample).best() is None  # the case this guards against
+    assert detect_encoding(sample) == "gb18030"
+    assert detect_encoding(("病人" * 10).encode("utf-8") + b"\xff\xfe\xfd" * 30) == "utf-8"
