@@ -518,7 +518,8 @@ def _run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, w
             reporter.advance(f"{t}: stages", name)
 
         run = TaskRun(task, stages, work_dir / "stages" / task, staging / "stats" / "reports" / task,
-                      _eval_scan(outcomes), engine, on_stage=tick)
+                      _eval_scan(outcomes), engine, on_stage=tick,
+                      finish=tally.on_workers(task) if tally is not None else None)
         run.report_dir.mkdir(parents=True, exist_ok=True)
         columns = set(arrow_schema(task).names) | {"_row", "_priority"}
         writers: dict[str, ShardedWriter] = {}

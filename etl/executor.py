@@ -30,6 +30,7 @@ from etl.stages.base import DROP, Scan, Stage, StageContext, Tally, check_chain,
 
 BATCH_ROWS = 10_000
 Stream = Callable[[list[str] | None], Iterator[pa.RecordBatch]]
+Finish = Callable[[pa.RecordBatch], pa.RecordBatch]
 
 
 def _has_global_pass(stage: Stage) -> bool:
@@ -50,11 +51,12 @@ def scan_parquet(paths: list[Path], columns: list[str] | None = None) -> Iterato
         yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns)
 
 
-def run_segment(segment: list[Stage], batch: pa.RecordBatch
+def run_segment(segment: list[Stage], finish: Finish | None, batch: pa.RecordBatch
                 ) -> tuple[pa.RecordBatch, dict[str, Counter[str]], dict[str, Tally]]:
-    """One batch through a segment of stages; also the rows each stage removed, per source, and each
-    stage's own counters and dropped rows (base.settle). Runs on a worker: module-level so that
-    `functools.partial(run_segment, segment)` can be sent to one."""
+    """One batch through a segment of stages (then `finish`, which only adds internal columns); also
+    the rows each stage removed, per source, and each stage's own counters and dropped rows
+    (base.settle). Runs on a worker: module-level so that `functools.partial(run_segment, segment,
+    finish)` can be sent to one."""
     removed: dict[str, Counter[str]] = {}
     tallies: dict[str, Tally] = {}
     before = _by_source(batch)
@@ -65,7 +67,7 @@ def run_segment(segment: list[Stage], batch: pa.RecordBatch
         after = _by_source(batch)  # a stage's output counts are the next stage's input counts
         removed[stage.name] = Counter({k: n - after[k] for k, n in before.items() if n > after[k]})
         before = after
-    return batch, removed, tallies
+    return (batch if finish is None else finish(batch)), removed, tallies
 
 
 def _replay(source: Stream, segment: list[Stage]) -> Stream:
@@ -89,8 +91,11 @@ class TaskRun:
 
     def __init__(self, task: str, stages: list[Stage], work_dir: Path, report_dir: Path,
                  scan_eval: Scan, engine: Engine | None = None,
-                 on_stage: Callable[[str], None] | None = None) -> None:
+                 on_stage: Callable[[str], None] | None = None, finish: Finish | None = None) -> None:
+        """`finish`: run on the workers after the last stage on every output batch (it may add `_`
+        columns, e.g. token counts)."""
         self.task, self.stages = task, stages
+        self.finish = finish
         self.work_dir, self.report_dir = work_dir, report_dir
         self.scan_eval = scan_eval
         self.engine = engine or LocalEngine(1)
@@ -121,16 +126,16 @@ class TaskRun:
                 checkpoint(f"stage:{stage.name}")
             segment.append(stage)
         start = time.perf_counter()
-        yield from self._apply(current, segment)
+        yield from self._apply(current, segment, self.finish)
         self.phases.append((f"apply {'+'.join(s.name for s in segment)} + write", start, time.perf_counter()))
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
-    def _apply(self, source: Stream, segment: list[Stage]) -> Iterator[pa.RecordBatch]:
-        if not segment:
+    def _apply(self, source: Stream, segment: list[Stage], finish: Finish | None = None) -> Iterator[pa.RecordBatch]:
+        if not segment and finish is None:
             yield from source(None)
             return
         by_name = {stage.name: stage for stage in segment}
-        for batch, removed, tallies in self.engine.map(functools.partial(run_segment, segment), source(None)):
+        for batch, removed, tallies in self.engine.map(functools.partial(run_segment, segment, finish), source(None)):
             for name, counts in removed.items():
                 self.removed[name].update(counts)
             for name, tally in tallies.items():

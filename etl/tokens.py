@@ -11,6 +11,7 @@ batch at a time: the estimate with polars expressions, a tokenizer through its b
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ class CharEstimate:
     def count(self, texts: pl.Series) -> pl.Series:
         frame = pl.DataFrame({"t": texts})
         cjk = pl.col("t").str.count_matches(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]")
-        other = pl.col("t").str.replace_all(r"\s", "").str.len_chars() - cjk
+        other = pl.col("t").str.len_chars() - pl.col("t").str.count_matches(r"\s") - cjk
         return frame.select((cjk + (other + 3) // 4).cast(pl.Int64)).to_series()
 
 
@@ -88,6 +89,17 @@ def batch_texts(batch: pa.RecordBatch, task: str) -> pl.Series:
     return frame.select(pl.concat_str(columns, separator="\n")).to_series()
 
 
+TOKENS_COLUMN = "_tokens"  # a row's token count, when a worker counted it (internal: never written)
+
+
+def with_token_counts(counter: CharEstimate, task: str, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """`batch` plus each row's token count, so that the estimate runs on the engine's workers with the
+    stages (TaskRun `finish`) instead of in the process that writes the shards."""
+    counts = counter.count(batch_texts(batch, task)).to_arrow()
+    return batch.append_column(TOKENS_COLUMN, counts) if batch.num_rows else batch.append_column(
+        TOKENS_COLUMN, pa.array([], pa.int64()))
+
+
 @dataclass
 class TokenTally:
     counter: CharEstimate | HFTokenizer
@@ -98,12 +110,21 @@ class TokenTally:
         """Count one written batch of `config` (a task, or `eval` with the rows' `task` given)."""
         if batch.num_rows == 0:
             return
-        counts = self.counter.count(batch_texts(batch, task or config))
+        index = batch.schema.get_field_index(TOKENS_COLUMN)
+        counts = (pl.Series(batch.column(index)) if index >= 0
+                  else self.counter.count(batch_texts(batch, task or config)))
         if config != "eval":  # per source: training rows (a source's eval split is counted under `eval`)
             frame = pl.DataFrame({"source": pl.Series(batch.column("source")), "n": counts})
             for source, n in frame.group_by("source").agg(pl.col("n").sum()).iter_rows():
                 self.by_source[source] += int(n)
         self.by_config.setdefault(config, Counter())[split] += int(counts.sum())
+
+    def on_workers(self, task: str) -> Any:
+        """What counts a task's rows on the workers (`with_token_counts`), or None when the counter
+        stays here: a tokenizer is too heavy to send with every batch."""
+        if isinstance(self.counter, CharEstimate):
+            return functools.partial(with_token_counts, self.counter, task)
+        return None
 
     def as_manifest(self) -> dict[str, Any]:
         return {"method": self.counter.method, "label": self.counter.label,

@@ -13,7 +13,7 @@ import functools
 import json
 import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -295,6 +295,29 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
+KeysOf = Callable[[pa.RecordBatch], list[str]]
+Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
+
+
+def batch_shingles(ngram: int, keys_of: KeysOf | None, batch: pa.RecordBatch
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(rows, sorted unique 32-bit shingle hashes per row, flat; their counts; numbers signatures) of
+    one batch of candidate rows. Runs on the engine's workers."""
+    keys = keys_of(batch) if keys_of else batch.column("_key").to_pylist()
+    flat, offsets = shingle_hashes(keys, ngram)
+    doc = np.repeat(np.arange(len(keys), dtype=np.uint64), np.diff(offsets))
+    unique = unique_counts((doc << np.uint64(32)) | (flat >> np.uint64(32)))[0]
+    return (batch.column("_row").to_numpy(zero_copy_only=False),
+            (unique & np.uint64(0xFFFFFFFF)).astype(np.uint32),
+            np.bincount((unique >> np.uint64(32)).astype(np.int64), minlength=len(keys)),
+            numbers_of(keys))
+
+
+def side_keys(task: str, side: int, batch: pa.RecordBatch) -> list[str]:
+    """Matching keys of one side (0 prompt, 1 response) of each row (`fields: split`)."""
+    return match_keys(side_text_series(batch, task)[side]).to_list()
+
+
 @dataclass
 class _CandidateShingles:
     """Sorted unique 32-bit shingle hashes (and number signatures) of the candidate rows only."""
@@ -306,29 +329,25 @@ class _CandidateShingles:
     numbers: np.ndarray       # int64 id of each row's numbers signature, in read order
 
     @classmethod
-    def read(cls, scan: Scan, wanted: np.ndarray, ngram: int, columns: list[str] | None = None,
-             keys_of: Callable[[pa.RecordBatch], list[str]] | None = None) -> _CandidateShingles:
-        """Shingles of the `wanted` rows (sorted) of `keys_of(batch)` (default: the `_key` column)."""
+    def read(cls, scan: Scan, wanted: np.ndarray, ngram: int, mapper: Mapper, columns: list[str] | None = None,
+             keys_of: KeysOf | None = None) -> _CandidateShingles:
+        """Shingles of the `wanted` rows (sorted) of `keys_of(batch)` (default: the `_key` column);
+        the rows are picked here and their shingles computed on the engine's workers (`mapper`)."""
+        def candidates() -> Iterator[pa.RecordBatch]:
+            for batch in scan(columns or ["_row", "_key"]):
+                mask = sorted_contains(wanted, batch.column("_row").to_numpy(zero_copy_only=False))
+                if mask.any():
+                    yield batch.filter(pa.array(mask))
+
         rows, hashes, counts, numbers = [], [], [], []
-        for batch in scan(columns or ["_row", "_key"]):
-            ordinals = batch.column("_row").to_numpy(zero_copy_only=False)
-            mask = sorted_contains(wanted, ordinals)
-            if not mask.any():
-                continue
-            chosen = batch.filter(pa.array(mask))
-            keys = keys_of(chosen) if keys_of else chosen.column("_key").to_pylist()
-            flat, offsets = shingle_hashes(keys, ngram)
-            doc = np.repeat(np.arange(len(keys), dtype=np.uint64), np.diff(offsets))
-            unique = unique_counts((doc << np.uint64(32)) | (flat >> np.uint64(32)))[0]
-            rows.append(ordinals[mask])
-            hashes.append((unique & np.uint64(0xFFFFFFFF)).astype(np.uint32))
-            counts.append(np.bincount((unique >> np.uint64(32)).astype(np.int64), minlength=len(keys)))
-            numbers.extend(numbers_of(keys))
+        for part in mapper(functools.partial(batch_shingles, ngram, keys_of), candidates()):
+            for found, value in zip((rows, hashes, counts, numbers), part, strict=True):
+                found.append(value)
         all_rows = np.concatenate(rows)
         order = np.argsort(all_rows, kind="stable")
         offsets = np.zeros(all_rows.size + 1, dtype=np.int64)
         np.cumsum(np.concatenate(counts), out=offsets[1:])
-        ids = pl.Series(numbers, dtype=pl.String).rank("dense").to_numpy().astype(np.int64)
+        ids = pl.Series([n for part in numbers for n in part], dtype=pl.String).rank("dense").to_numpy().astype(np.int64)
         return cls(all_rows[order], order, np.concatenate(hashes), offsets, ids)
 
     def index(self, rows: np.ndarray) -> np.ndarray:
@@ -378,7 +397,7 @@ class NearDedup(Stage):
         self.figures = {"bands": self.bands, "rows": self.rows, "candidate_pairs": int(len(pairs))}
         if not len(pairs):
             return
-        members, similarity = self.verify(scan, pairs)
+        members, similarity = self.verify(scan, pairs, ctx.map)
         self.resolution, clusters = resolve(members, self.report_clusters)
         write_cluster_report(ctx, self.name, scan, clusters, self.report_clusters, similarity)
 
@@ -421,17 +440,18 @@ class NearDedup(Stage):
         pairs = pl.concat(found).unique().sort(["a", "b"])
         return pairs.to_numpy().astype(np.int64)
 
-    def verify(self, scan: Scan, pairs: np.ndarray) -> tuple[pl.DataFrame, Callable[[int, int], float]]:
+    def verify(self, scan: Scan, pairs: np.ndarray, mapper: Mapper
+               ) -> tuple[pl.DataFrame, Callable[[int, int], float]]:
         """Check candidate pairs (numbers, then exact Jaccard) and cluster the verified ones. Only
         candidate rows are held: their sorted unique 32-bit shingle hashes and numbers."""
         cfg = self.config
         wanted = unique_counts(pairs.reshape(-1))[0]
-        shingles = _CandidateShingles.read(scan, wanted, cfg.ngram)
+        shingles = _CandidateShingles.read(scan, wanted, cfg.ngram, mapper)
         left, right = shingles.index(pairs[:, 0]), shingles.index(pairs[:, 1])
         if cfg.match_numbers:
             same = shingles.numbers[left] == shingles.numbers[right]
             pairs, left, right = pairs[same], left[same], right[same]
-        sides = self._side_shingles(scan, wanted) if self.split else []
+        sides = self._side_shingles(scan, wanted, mapper) if self.split else []
         union = _UnionFind()
         verified = split_rejected = 0
         for a, b, ia, ib in zip(pairs[:, 0].tolist(), pairs[:, 1].tolist(), left.tolist(), right.tolist(),
@@ -461,14 +481,11 @@ class NearDedup(Stage):
 
         return members, similarity
 
-    def _side_shingles(self, scan: Scan, wanted: np.ndarray) -> list[_CandidateShingles]:
+    def _side_shingles(self, scan: Scan, wanted: np.ndarray, mapper: Mapper) -> list[_CandidateShingles]:
         """Prompt-side and response-side shingles of the candidate rows (`fields: split`)."""
         columns = ["_row", *text_columns(self.task)]
-        candidates = [batch.filter(pa.array(sorted_contains(wanted, batch.column("_row").to_numpy(zero_copy_only=False))))
-                      for batch in scan(columns)]           # one pass; candidate rows only
-        return [_CandidateShingles.read(lambda cols: iter(candidates), wanted, self.config.ngram, columns,
-                                        lambda batch, i=i: match_keys(side_text_series(batch, self.task)[i]).to_list())
-                for i in (0, 1)]
+        return [_CandidateShingles.read(scan, wanted, self.config.ngram, mapper, columns,
+                                        functools.partial(side_keys, self.task, side)) for side in (0, 1)]
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         return apply_resolution(batch, self.resolution)

@@ -45,6 +45,8 @@ SCRIPTS: dict[str, str] = {
     "Arabic": r"\p{Arabic}+",
     "Greek": r"\p{Greek}+",
 }
+_COMMON = ("Han", "Latin")
+_RARE = "[" + "".join(SCRIPTS[name].strip("[]+") for name in SCRIPTS if name not in _COMMON) + "]"
 LANG_SCRIPT = {"zh": "Han", "ja": "Kana", "ko": "Hangul", "ru": "Cyrillic", "uk": "Cyrillic", "bg": "Cyrillic",
                "sr": "Cyrillic", "ar": "Arabic", "fa": "Arabic", "el": "Greek"}
 _LINGUA_CHARS = 2000
@@ -82,10 +84,19 @@ class LanguageTagger:
             return LanguageDetectorBuilder.from_iso_codes_639_1(*codes, IsoCode639_1.EN).build()
         return LanguageDetectorBuilder.from_iso_codes_639_1(*codes).build()
 
-    def tag(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
+    def tag(self, texts: list[str] | pl.Series) -> tuple[list[str], np.ndarray]:
         series = pl.Series(texts, dtype=pl.String).fill_null("")
         names = list(SCRIPTS)
-        counts = np.stack([series.str.count_matches(SCRIPTS[name]).to_numpy() for name in names], axis=1)
+        counts = np.zeros((len(series), len(names)), dtype=np.int64)
+        # Most rows hold no letter of the rarer scripts: one pass finds the rows that do, and only
+        # those are counted script by script.
+        rare = series.str.contains(_RARE).to_numpy()
+        some = series.filter(pl.Series(rare)) if rare.any() else None
+        for column, name in enumerate(names):
+            if name in _COMMON:
+                counts[:, column] = series.str.count_matches(SCRIPTS[name]).to_numpy()
+            elif some is not None:
+                counts[rare, column] = some.str.count_matches(SCRIPTS[name]).to_numpy()
         kana, han, latin = names.index("Kana"), names.index("Han"), names.index("Latin")
         japanese = counts[:, kana] > 0
         counts[japanese, kana] += counts[japanese, han]
@@ -113,7 +124,7 @@ class LanguageTagger:
         ask = np.flatnonzero(lettered & shared[top]).tolist()
         if ask:
             answers = self.lingua.compute_language_confidence_values_in_parallel(
-                [texts[i][:_LINGUA_CHARS] for i in ask])
+                [series[i][:_LINGUA_CHARS] for i in ask])
             for i, values in zip(ask, answers, strict=True):
                 best = values[0]
                 code = best.language.iso_code_639_1.name.lower()

@@ -40,20 +40,22 @@ def prompt_texts(batch: pa.RecordBatch | pa.Table, task: str) -> list[str]:
             for turns in batch.column(column).to_pylist()]
 
 
-def dialogue_texts(batch: pa.RecordBatch | pa.Table, task: str) -> list[str]:
+def dialogue_texts(batch: pa.RecordBatch | pa.Table, task: str) -> pl.Series:
     """What a row's language is judged on: user and assistant text, no system prompt (issue 5); for
-    reward the prompt's user/assistant turns and the chosen reply."""
+    reward the prompt's user/assistant turns and the chosen reply. Computed in polars."""
     if task == "pretrain":
-        return batch.column("text").to_pylist()
-    if task == "sft":
-        return [SEPARATOR.join(t["content"] for t in turns if t["role"] != "system")
-                for turns in batch.column("messages").to_pylist()]
-    if task == "reward":
-        prompts = batch.column("prompt").to_pylist()
-        chosen = batch.column("chosen").to_pylist()
-        return [SEPARATOR.join(t["content"] for t in [*p, *c] if t["role"] != "system")
-                for p, c in zip(prompts, chosen, strict=True)]
-    raise ValueError(f"unknown task {task!r}")
+        return column_text(batch.column("text"))
+    if task not in ("sft", "reward"):
+        raise ValueError(f"unknown task {task!r}")
+    columns = ["messages"] if task == "sft" else ["prompt", "chosen"]
+    turns = pl.DataFrame([_series(batch.column(name)).alias(name) for name in columns])
+    joined = turns.select(pl.concat_list(columns).alias("turns")).to_series()
+    content = pl.element().struct.field("content").filter(pl.element().struct.field("role") != "system")
+    return joined.list.eval(content).list.join(SEPARATOR).fill_null("")
+
+
+def _series(column: pa.Array | pa.ChunkedArray) -> pl.Series:
+    return pl.Series(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
 
 
 def column_text(column: pa.Array | pa.ChunkedArray, role: str | None = None) -> pl.Series:
