@@ -163,3 +163,54 @@ def test_arrow_schema_follows_json_schema(task):
     if task != "pretrain":
         assert schema.field("tools").type == pa.string() and schema.field("tools").nullable
     assert [f.name for f in schema if f.nullable] == ([] if task == "pretrain" else ["tools"])
+
+
+def _valid_rows() -> dict[str, dict]:
+    rows = {"sft": RowBuilder(src()).build(sft(("user", "头晕怎么办"), ("assistant", "多休息")), "train"),
+            "pretrain": RowBuilder(src("pretrain")).build(Row(text="高血压患者应低盐饮食。"), "train"),
+            "reward": RowBuilder(src("reward")).build(
+                Row(prompt=[Turn("user", "q")], chosen=Turn("assistant", "a"), rejected=Turn("assistant", "b")), "train")}
+    return rows
+
+
+def _mutations(task: str, row: dict) -> list[dict]:
+    """Copies of a valid row, each with one varying column given a value the schema must refuse."""
+    turns = {"sft": "messages", "pretrain": None, "reward": "prompt"}[task]
+    changed = [{"split": "dev"}, {"split": None}, {"id": ""}, {"id": 7}, {"meta": {}}]
+    if task == "pretrain":
+        changed += [{"text": ""}, {"text": " \n"}, {"text": 5}]
+    else:
+        first = row[turns][0]
+        changed += [{"tools": 3}, {turns: [{**first, "role": "doctor"}, *row[turns][1:]]},
+                    {turns: [{**first, "content": 42}, *row[turns][1:]]},
+                    {turns: [{**first, "content": ""}, *row[turns][1:]]},
+                    {turns: [{**first, "extra": 1}, *row[turns][1:]]}]
+    if task == "sft":
+        changed += [{"messages": row["messages"][:1]}]
+    if task == "reward":
+        changed += [{"chosen": []}, {"chosen": row["chosen"] * 2}, {"prompt": []}]
+    return [{**row, **change} for change in changed]
+
+
+@pytest.mark.parametrize("task", ["sft", "pretrain", "reward"])
+def test_the_validator_is_skipped_only_for_rows_it_would_pass(task):
+    """RowBuilder skips the JSON Schema for `plain_row` rows of an already validated split: every value
+    the schema refuses in a varying column must make `plain_row` false."""
+    from etl.rows import plain_row
+    from etl.schemas import schema_problem
+
+    row = _valid_rows()[task]
+    assert plain_row(task, row) and schema_problem(task, row) is None
+    mutations = _mutations(task, row)
+    assert len(mutations) >= 8
+    for bad in mutations:
+        assert schema_problem(task, bad) is not None, bad
+        assert not plain_row(task, bad), bad
+
+
+def test_a_later_row_with_a_bad_split_is_still_refused():
+    builder = RowBuilder(src())
+    builder.build(sft(("user", "q1"), ("assistant", "a1")), "train")
+    with pytest.raises(Reject) as info:
+        builder.build(Row(messages=[Turn("user", "q2"), Turn("assistant", "a2")], split="dev"), "train")
+    assert info.value.reason == "schema_violation" and "dev" not in builder._validated_splits
