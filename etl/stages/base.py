@@ -59,9 +59,10 @@ class Stage:
     name: str = "stage"
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
-    # Set when `apply` only drops rows and rewrites its `writes`, cheaply, from these columns: the
+    # Set when `apply` only drops rows (deciding from these columns) and rewrites its `writes`: the
     # executor then re-runs it over a narrow re-scan for a later global pass instead of writing a
-    # full copy of its output to scratch.
+    # full copy of its output to scratch. On a re-scan `apply` rewrites only the `writes` columns the
+    # re-scan asked for (the ones present in the batch).
     replay_reads: tuple[str, ...] | None = None
 
     def prepare(self, scan: Scan, ctx: StageContext) -> None:

@@ -121,20 +121,25 @@ def resolve(members: pl.DataFrame, sample: int = 0) -> tuple[Resolution, list[li
 
 
 def apply_resolution(batch: pa.RecordBatch, resolution: Resolution) -> pa.RecordBatch:
+    """Drop the absorbed rows; give survivors their dup_count and meta, each only when the batch has
+    that column (a narrow re-scan for a later global pass often needs neither, and the meta rewrite,
+    JSON per survivor, is the costly part)."""
     rows = batch.column("_row").to_numpy(zero_copy_only=False)
     keep = ~sorted_contains(resolution.drop, rows)
     hits = np.flatnonzero(sorted_contains(resolution.survivor_rows, rows))
+    names = batch.schema.names
     if hits.size:
         at = np.searchsorted(resolution.survivor_rows, rows[hits])
-        dup_count = batch.column("dup_count").to_numpy(zero_copy_only=False).astype(np.int32)
-        dup_count[hits] = resolution.survivor_counts[at]
-        meta = batch.column("meta").to_pylist()
-        absorbed = resolution.survivor_absorbed.take(pa.array(at)).to_pylist()
-        for i, extra in zip(hits.tolist(), absorbed, strict=True):
-            meta[i] = _with_absorbed(meta[i], _absorbed_of(meta[i]) + Counter(json.loads(extra)))
-        for name, values in (("dup_count", pa.array(dup_count, type=pa.int32())),
-                             ("meta", pa.array(meta, type=batch.schema.field("meta").type))):
-            batch = batch.set_column(batch.schema.get_field_index(name), name, values)
+        if "dup_count" in names:
+            dup_count = batch.column("dup_count").to_numpy(zero_copy_only=False).astype(np.int32)
+            dup_count[hits] = resolution.survivor_counts[at]
+            batch = batch.set_column(names.index("dup_count"), "dup_count", pa.array(dup_count, type=pa.int32()))
+        if "meta" in names:
+            meta = batch.column("meta").to_pylist()
+            absorbed = resolution.survivor_absorbed.take(pa.array(at)).to_pylist()
+            for i, extra in zip(hits.tolist(), absorbed, strict=True):
+                meta[i] = _with_absorbed(meta[i], _absorbed_of(meta[i]) + Counter(json.loads(extra)))
+            batch = batch.set_column(names.index("meta"), "meta", pa.array(meta, type=batch.schema.field("meta").type))
     return batch if keep.all() else batch.filter(pa.array(keep))
 
 
@@ -236,7 +241,7 @@ class ExactDedup(Stage):
     name = "exact_dedup"
     reads = ("_key", *MEMBER_COLUMNS)
     writes = ("dup_count", "meta")
-    replay_reads = ("_row", "dup_count", "meta")
+    replay_reads = ("_row",)   # dup_count and meta are rewritten only when a re-scan asks for them
     drops_rows = True
 
     def __init__(self, config: DedupConfig) -> None:
@@ -372,7 +377,7 @@ class NearDedup(Stage):
     name = "near_dedup"
     reads = ("_key", *MEMBER_COLUMNS)
     writes = ("dup_count", "meta")
-    replay_reads = ("_row", "dup_count", "meta")
+    replay_reads = ("_row",)   # dup_count and meta are rewritten only when a re-scan asks for them
     drops_rows = True
 
     def __init__(self, config: MinHashConfig, report_clusters: int = 20, task: str = "pretrain") -> None:
