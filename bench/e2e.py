@@ -7,8 +7,8 @@ The mirror (bench/generate.py `scaled_mirror`) is written once per size and seed
 The build runs in this process exactly as the CLI runs it (run_build), with the phases timed from
 the outside: fetch, convert, and per task every stage's apply segment and global pass, then rejects,
 manifest/card/commit. A sampler thread reads the resident memory of this process and all its
-workers, and the size of the stage scratch, every 0.5 s (it runs in this process, so it is kept cheap); each phase's peak is the highest sample
-inside it. The I/O floor is polars reading the same scaled files and writing them as zstd Parquet,
+workers, and the size of the stage scratch, every 0.5 s (it shares this process with the build, so
+it samples sparingly); each phase's peak is the highest sample inside it. The I/O floor is polars reading the same scaled files and writing them as zstd Parquet,
 in the same run, so that the ratio between the two is what the machine's load does not change.
 Prints one JSON document (the last line) for bench/run.py.
 """
