@@ -35,12 +35,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class Sampler(threading.Thread):
-    """Samples (time, RSS of this process tree, bytes under `scratch`) until stopped."""
+    """Samples (time, RSS of this process tree, RSS of this process alone, bytes under `scratch`) until
+    stopped."""
 
     def __init__(self, scratch: Path, every: float = 0.5) -> None:
         super().__init__(daemon=True)
         self.scratch, self.every = scratch, every
-        self.samples: list[tuple[float, int, int]] = []
+        self.samples: list[tuple[float, int, int, int]] = []
         self.halt = threading.Event()
 
     def run(self) -> None:
@@ -52,12 +53,14 @@ class Sampler(threading.Thread):
                     rss += proc.memory_info().rss
                 except psutil.Error:
                     continue
-            self.samples.append((time.perf_counter(), rss, _tree_bytes(self.scratch)))
+            driver = me.memory_info().rss
+            self.samples.append((time.perf_counter(), rss, driver, _tree_bytes(self.scratch)))
             self.halt.wait(self.every)
 
-    def peak(self, start: float, end: float) -> tuple[int, int]:
-        inside = [(r, d) for t, r, d in self.samples if start <= t <= end] or [(0, 0)]
-        return max(r for r, _ in inside), max(d for _, d in inside)
+    def peak(self, start: float, end: float) -> tuple[int, int, int]:
+        """Highest (all processes, driver, scratch) inside [start, end]."""
+        inside = [sample[1:] for sample in self.samples if start <= sample[0] <= end] or [(0, 0, 0)]
+        return max(r for r, _, _ in inside), max(m for _, m, _ in inside), max(d for _, _, d in inside)
 
 
 def _tree_bytes(folder: Path) -> int:
@@ -146,14 +149,15 @@ def run_build(mirror: Path, out: Path, workers: int, engine: str) -> dict[str, A
     spans.sort(key=lambda s: s[1])
     rows = []
     for name, a, b in spans:
-        rss, scratch = sampler.peak(a, b)
-        rows.append({"phase": name, "seconds": b - a, "peak_rss": rss, "peak_scratch": scratch})
+        rss, driver, scratch = sampler.peak(a, b)
+        rows.append({"phase": name, "seconds": b - a, "peak_rss": rss, "peak_rss_driver": driver,
+                     "peak_scratch": scratch})
     covered = sum(r["seconds"] for r in rows)
     rows.append({"phase": "other (catalogue, manifest, between phases)", "seconds": max(0.0, wall - covered),
-                 "peak_rss": 0, "peak_scratch": 0})
+                 "peak_rss": 0, "peak_rss_driver": 0, "peak_scratch": 0})
     totals = result.manifest["totals"]
-    return {"wall": wall, "phases": rows, "peak_rss": max(r for _, r, _ in sampler.samples),
-            "peak_scratch": max(d for _, _, d in sampler.samples), "convert_cache": _tree_bytes(out / ".work" / "convert"),
+    return {"wall": wall, "phases": rows, "peak_rss": max(s[1] for s in sampler.samples),
+            "peak_rss_driver": max(s[2] for s in sampler.samples), "peak_scratch": max(s[3] for s in sampler.samples), "convert_cache": _tree_bytes(out / ".work" / "convert"),
             "read": totals.get("read", 0), "written": totals.get("written", 0),
             "failed": [o.source.id for o in result.failed]}
 
