@@ -54,7 +54,7 @@ SOURCES = _columnar_sources()
 
 def test_every_generic_format_has_fixtures_to_compare() -> None:
     formats = {source.format for _, source, _ in SOURCES}
-    assert formats == {"alpaca", "query_response", "sharegpt", "messages", "text"}
+    assert formats == {"alpaca", "query_response", "sharegpt", "messages", "text", "huatuo26m"}
     assert len(SOURCES) >= 35
 
 
@@ -98,6 +98,14 @@ def _both(tmp_path: Path, source: Source, fetched: FetchedSource) -> Converted:
     columnar = convert_source(source, fetched, tmp_path / "b", columnar=True)
     assert _bytes(columnar) == _bytes(per_record)
     return columnar
+
+
+def _columnar_rows(source: Source, fetched: FetchedSource, folder: Path) -> int:
+    """How many rows of the source the column-wise path builds."""
+    folder.mkdir(parents=True)
+    run = conversion._Conversion(source, folder, columnar=True)
+    run.run(conversion._records(source, fetched.source_files()))
+    return run.columnar_rows
 
 
 def _j(value: Any) -> str:
@@ -197,6 +205,58 @@ def test_text_and_query_response_edge_records(tmp_path: Path) -> None:
                               eval_splits=(), splits={"*": "test"}, role="eval")
     result = _both(tmp_path / "q", source, fetched)
     assert [r["reason"] for r in _rejects(result)] == ["missing_field", "bad_field_type", "bad_encoding"]
+    assert result.counts["eval_rows"] == 2 and result.counts["rows"] == 0
+
+
+def test_huatuo26m_odd_records_keep_their_reasons(tmp_path: Path) -> None:
+    lines = [
+        _j({"questions": [["胃疼怎么办", "胃痛怎么办", "胃疼吃什么"]], "answers": ["少食多餐"], "科室": "内科"}),
+        _j({"questions": " 头晕 ", "answers": " 休息 "}),                              # plain strings, stripped
+        _j({"questions": ["发烧", "发热"], "answers": [["多喝水", "退烧药"]]}),        # flat list: no paraphrases
+        _j({"questions": [], "answers": ["a"]}),                                      # empty list
+        _j({"questions": [[]], "answers": ["a"]}),                                    # empty paraphrase group
+        _j({"answers": ["a"]}),                                                       # no questions
+        _j({"questions": [[1]], "answers": ["a"]}),                                   # not text
+        _j({"questions": None, "answers": "a"}),
+        _j({"questions": ["  "], "answers": ["a"]}),                                  # empty question
+        _j({"questions": ["q"], "answers": ["\u3000\x85"]}),                          # invisible answer
+        _j(["q", "a"]),                                                               # not an object
+        '{"questions": [["broken"]], ',                                               # bad JSON
+        _j({"questions": "头晕", "answers": "休息"}),                                   # same content: id -2
+        _j({"questions": [["q", "p"]], "answers": ["a"], "question_paraphrases": "upstream"}),
+        '{"questions": "\\ud800", "answers": "lone surrogate"}',
+        _j({"questions": [[["deep"]]], "answers": {"not": "text"}}),
+        _j({"questions": [["q\u2028\"\\"]], "answers": ["a\u0000b"]}),
+    ]
+    source, fetched = _source(tmp_path, "huatuo26m", lines)
+    result = _both(tmp_path, source, fetched)
+    assert [(r["location"], r["reason"]) for r in _rejects(result)] == [
+        ("line 4", "empty_list"), ("line 5", "empty_list"), ("line 6", "missing_field"), ("line 7", "bad_field_type"),
+        ("line 8", "bad_field_type"), ("line 9", "empty_input"), ("line 10", "empty_output"),
+        ("line 11", "bad_record_type"), ("line 12", "bad_json"), ("line 15", "bad_encoding"),
+        ("line 16", "bad_field_type")]
+    rows = pq.read_table(result.rows_path).to_pylist()
+    assert [[t["content"] for t in r["messages"]] for r in rows] == [
+        ["胃疼怎么办", "少食多餐"], ["头晕", "休息"], ["发烧", "多喝水"], ["头晕", "休息"], ["q", "a"],
+        ["q\u2028\"\\", "a\u0000b"]]
+    assert [json.loads(r["meta"]) for r in rows] == [
+        {"question_paraphrases": ["胃痛怎么办", "胃疼吃什么"], "科室": "内科"}, {}, {}, {},
+        {"question_paraphrases": ["p"]}, {}]
+    assert rows[3]["id"] == rows[1]["id"] + "-2"
+    assert _columnar_rows(source, fetched, tmp_path / "c") == 6  # every row above came from the batch
+
+    # the Zhongjing mapping with a native id, all eval: duplicate ids are rejected where they repeat
+    mapped = [_j({"instruction": ["问一"], "output": ["答一"], "id": 7, "input": ""}),
+              _j({"instruction": ["问二"], "output": ["答二"], "id": 7}),
+              _j({"instruction": ["问三"], "output": ["答三"], "id": "x"}),
+              _j({"questions": ["问四"], "answers": ["答四"], "id": 8})]
+    source, fetched = _source(tmp_path / "z", "huatuo26m", mapped, role="eval",
+                              fields={"question": "instruction", "answer": "output", "id": "id"})
+    result = _both(tmp_path / "z", source, fetched)
+    assert [(r["location"], r["reason"]) for r in _rejects(result)] == [("line 2", "duplicate_id"),
+                                                                        ("line 4", "missing_field")]
+    rows = pq.read_table(result.eval_path).to_pylist()
+    assert [(r["id"], r["split"], r["meta"]) for r in rows] == [("hand/7", "train", '{"input": ""}'), ("hand/x", "train", "{}")]
     assert result.counts["eval_rows"] == 2 and result.counts["rows"] == 0
 
 

@@ -125,6 +125,19 @@ class Shaped:
     natives: list[str | None] = field(default_factory=list)
     metas: list[str] = field(default_factory=list)
 
+    def skip(self) -> None:
+        """The next record takes the per-record path."""
+        self.ok.append(False)
+
+    def add_pair(self, question: str, answer: str, native: str | None, meta: str) -> None:
+        """The next record is one user turn and its assistant reply (sft)."""
+        self.ok.append(True)
+        self.lengths.append(2)
+        self.roles += ("user", "assistant")
+        self.contents += (question, answer)
+        self.natives.append(native)
+        self.metas.append(meta)
+
 
 # A batch of records → their flat columns, for converters whose output is a pure function of the
 # record and the source's `fields:`/`options:` (see `columnwise`).
