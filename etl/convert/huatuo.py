@@ -70,11 +70,12 @@ def huatuo26m_columns(records: list[Any], source: Source) -> Shaped:
         if question is None or answer is None:
             shaped.skip()
             continue
-        meta = {k: v for k, v in record.items() if k not in used}
+        meta = {} if record.keys() <= used else {k: v for k, v in record.items() if k not in used}
         first_group = questions[0] if type(questions) is list else None
         if type(first_group) is list and len(first_group) > 1:
             meta["question_paraphrases"] = first_group[1:]
-        shaped.add_pair(question.strip(), answer.strip(), native_of(record, id_key), meta_json(meta))
+        shaped.add_pair(question.strip(), answer.strip(), native_of(record, id_key) if id_key else None,
+                        meta_json(meta) if meta else "{}")
     return shaped
 
 

@@ -63,7 +63,9 @@ def toyhom_columns(records: list[Any], source: Source) -> Shaped:
         if not question or not answer:
             shaped.skip()
             continue
-        meta = {"department": department.strip(), **{k: v for k, v in record.items() if k not in used}}
+        meta = {"department": department.strip()}
+        if not record.keys() <= used:
+            meta.update((k, v) for k, v in record.items() if k not in used)
         shaped.add_pair(question, answer, None, meta_json(meta))
     return shaped
 
