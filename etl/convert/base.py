@@ -111,7 +111,7 @@ ConvertFn = Callable[[Any, RecordContext], Iterable[Row]]
 
 @dataclass
 class Shaped:
-    """What a generic converter's column function makes of a batch of records.
+    """What a converter's column-wise twin (`columnwise`) makes of a batch of records.
 
     `ok[i]`: record i has the plain shape the columns describe; the others take the per-record path.
     For the ok records, in order: sft `lengths` (turns per record) with flat `roles`/`contents`, or
