@@ -54,7 +54,7 @@ SOURCES = _columnar_sources()
 
 def test_every_generic_format_has_fixtures_to_compare() -> None:
     formats = {source.format for _, source, _ in SOURCES}
-    assert formats == {"alpaca", "query_response", "sharegpt", "messages", "text"}
+    assert formats == {"alpaca", "query_response", "sharegpt", "messages", "text", "huatuo26m", "toyhom"}
     assert len(SOURCES) >= 35
 
 
@@ -98,6 +98,14 @@ def _both(tmp_path: Path, source: Source, fetched: FetchedSource) -> Converted:
     columnar = convert_source(source, fetched, tmp_path / "b", columnar=True)
     assert _bytes(columnar) == _bytes(per_record)
     return columnar
+
+
+def _columnar_rows(source: Source, fetched: FetchedSource, folder: Path) -> int:
+    """How many rows of the source the column-wise path builds."""
+    folder.mkdir(parents=True)
+    run = conversion._Conversion(source, folder, columnar=True)
+    run.run(conversion._records(source, fetched.source_files()))
+    return run.columnar_rows
 
 
 def _j(value: Any) -> str:
@@ -198,6 +206,102 @@ def test_text_and_query_response_edge_records(tmp_path: Path) -> None:
     result = _both(tmp_path / "q", source, fetched)
     assert [r["reason"] for r in _rejects(result)] == ["missing_field", "bad_field_type", "bad_encoding"]
     assert result.counts["eval_rows"] == 2 and result.counts["rows"] == 0
+
+
+def test_huatuo26m_odd_records_keep_their_reasons(tmp_path: Path) -> None:
+    lines = [
+        _j({"questions": [["胃疼怎么办", "胃痛怎么办", "胃疼吃什么"]], "answers": ["少食多餐"], "科室": "内科"}),
+        _j({"questions": " 头晕 ", "answers": " 休息 "}),                              # plain strings, stripped
+        _j({"questions": ["发烧", "发热"], "answers": [["多喝水", "退烧药"]]}),        # flat list: no paraphrases
+        _j({"questions": [], "answers": ["a"]}),                                      # empty list
+        _j({"questions": [[]], "answers": ["a"]}),                                    # empty paraphrase group
+        _j({"answers": ["a"]}),                                                       # no questions
+        _j({"questions": [[1]], "answers": ["a"]}),                                   # not text
+        _j({"questions": None, "answers": "a"}),
+        _j({"questions": ["  "], "answers": ["a"]}),                                  # empty question
+        _j({"questions": ["q"], "answers": ["\u3000\x85"]}),                          # invisible answer
+        _j(["q", "a"]),                                                               # not an object
+        '{"questions": [["broken"]], ',                                               # bad JSON
+        _j({"questions": "头晕", "answers": "休息"}),                                   # same content: id -2
+        _j({"questions": [["q", "p"]], "answers": ["a"], "question_paraphrases": "upstream"}),
+        '{"questions": "\\ud800", "answers": "lone surrogate"}',
+        _j({"questions": [[["deep"]]], "answers": {"not": "text"}}),
+        _j({"questions": [["q\u2028\"\\"]], "answers": ["a\u0000b"]}),
+    ]
+    source, fetched = _source(tmp_path, "huatuo26m", lines)
+    result = _both(tmp_path, source, fetched)
+    assert [(r["location"], r["reason"]) for r in _rejects(result)] == [
+        ("line 4", "empty_list"), ("line 5", "empty_list"), ("line 6", "missing_field"), ("line 7", "bad_field_type"),
+        ("line 8", "bad_field_type"), ("line 9", "empty_input"), ("line 10", "empty_output"),
+        ("line 11", "bad_record_type"), ("line 12", "bad_json"), ("line 15", "bad_encoding"),
+        ("line 16", "bad_field_type")]
+    rows = pq.read_table(result.rows_path).to_pylist()
+    assert [[t["content"] for t in r["messages"]] for r in rows] == [
+        ["胃疼怎么办", "少食多餐"], ["头晕", "休息"], ["发烧", "多喝水"], ["头晕", "休息"], ["q", "a"],
+        ["q\u2028\"\\", "a\u0000b"]]
+    assert [json.loads(r["meta"]) for r in rows] == [
+        {"question_paraphrases": ["胃痛怎么办", "胃疼吃什么"], "科室": "内科"}, {}, {}, {},
+        {"question_paraphrases": ["p"]}, {}]
+    assert rows[3]["id"] == rows[1]["id"] + "-2"
+    assert _columnar_rows(source, fetched, tmp_path / "c") == 6  # every row above came from the batch
+
+    # the Zhongjing mapping with a native id, all eval: duplicate ids are rejected where they repeat
+    mapped = [_j({"instruction": ["问一"], "output": ["答一"], "id": 7, "input": ""}),
+              _j({"instruction": ["问二"], "output": ["答二"], "id": 7}),
+              _j({"instruction": ["问三"], "output": ["答三"], "id": "x"}),
+              _j({"questions": ["问四"], "answers": ["答四"], "id": 8})]
+    source, fetched = _source(tmp_path / "z", "huatuo26m", mapped, role="eval",
+                              fields={"question": "instruction", "answer": "output", "id": "id"})
+    result = _both(tmp_path / "z", source, fetched)
+    assert [(r["location"], r["reason"]) for r in _rejects(result)] == [("line 2", "duplicate_id"),
+                                                                        ("line 4", "missing_field")]
+    rows = pq.read_table(result.eval_path).to_pylist()
+    assert [(r["id"], r["split"], r["meta"]) for r in rows] == [("hand/7", "train", '{"input": ""}'), ("hand/x", "train", "{}")]
+    assert result.counts["eval_rows"] == 2 and result.counts["rows"] == 0
+
+
+def test_toyhom_odd_rows_keep_their_reasons(tmp_path: Path) -> None:
+    lines = [
+        "department,title,ask,answer,url",
+        "心血管科,高血压能吃党参吗？,我有高血压，能吃党参吗？,可以适量服用。,u1",
+        "心血管科,高血压能吃党参吗？,无,可以适量服用。,u2",                     # placeholder ask: the title
+        " 内科 ,头晕,头晕三天了,\"多休息，\n复查血压\",u3",                     # quoted newline, padded department
+        "内科,,,没有问题,u4",                                                    # no question
+        "内科,胃疼,胃疼两天,   ,u5",                                              # no answer
+        "内科,只有三列,x",                                                        # wrong field count
+        "内科,\x01,\x02,答,u7",                                                 # invisible question
+        "内科,咳嗽,\"晚上咳嗽\",\u3000\x01,u8",                                  # invisible answer
+        "心血管科,高血压能吃党参吗？,我有高血压，能吃党参吗？,可以适量服用。,u9",   # same content: id -2
+        "儿科,发烧,孩子发烧,物理降温\u2028观察,u10",
+    ]
+    source, fetched = _source(tmp_path, "toyhom", lines, name="data.csv", reader="csv")
+    result = _both(tmp_path, source, fetched)
+    assert [(r["location"], r["reason"]) for r in _rejects(result)] == [
+        ("row 4", "empty_question"), ("row 5", "empty_answer"), ("row 6", "bad_csv_row"),
+        ("row 7", "empty_input"), ("row 8", "empty_output")]
+    rows = pq.read_table(result.rows_path).to_pylist()
+    assert [[t["content"] for t in r["messages"]] for r in rows] == [
+        ["高血压能吃党参吗？\n我有高血压，能吃党参吗？", "可以适量服用。"], ["高血压能吃党参吗？", "可以适量服用。"],
+        ["头晕三天了", "多休息，\n复查血压"], ["高血压能吃党参吗？\n我有高血压，能吃党参吗？", "可以适量服用。"],
+        ["发烧\n孩子发烧", "物理降温\u2028观察"]]
+    assert [json.loads(r["meta"]) for r in rows] == [
+        {"department": "心血管科", "url": "u1"}, {"department": "心血管科", "url": "u2"},
+        {"department": "内科", "url": "u3"}, {"department": "心血管科", "url": "u9"},
+        {"department": "儿科", "url": "u10"}]
+    assert rows[3]["id"] == rows[0]["id"] + "-2"
+    assert _columnar_rows(source, fetched, tmp_path / "c") == 5
+
+    # renamed columns; an upstream `department` column that is not the mapped one wins in meta, as per record
+    renamed = ["科室,标题,问,答,department", "内科,胃疼,胃疼两天,少食多餐,消化内科", "外科,骨折,,打石膏,骨科"]
+    source, fetched = _source(tmp_path / "r", "toyhom", renamed, name="data.csv", reader="csv",
+                              fields={"department": "科室", "title": "标题", "ask": "问", "answer": "答"})
+    result = _both(tmp_path / "r", source, fetched)
+    rows = pq.read_table(result.rows_path).to_pylist()
+    assert [(r["messages"][0]["content"], r["meta"]) for r in rows] == [
+        ("胃疼两天", '{"department": "消化内科"}'), ("骨折", '{"department": "骨科"}')]
+    missing = ["department,title,answer", "内科,胃疼,少食多餐"]                 # no `ask` column at all
+    source, fetched = _source(tmp_path / "m", "toyhom", missing, name="data.csv", reader="csv")
+    assert [r["reason"] for r in _rejects(_both(tmp_path / "m", source, fetched))] == ["missing_field"]
 
 
 def test_visible_matches_has_content_for_every_code_point() -> None:

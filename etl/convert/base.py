@@ -111,7 +111,7 @@ ConvertFn = Callable[[Any, RecordContext], Iterable[Row]]
 
 @dataclass
 class Shaped:
-    """What a generic converter's column function makes of a batch of records.
+    """What a converter's column-wise twin (`columnwise`) makes of a batch of records.
 
     `ok[i]`: record i has the plain shape the columns describe; the others take the per-record path.
     For the ok records, in order: sft `lengths` (turns per record) with flat `roles`/`contents`, or
@@ -124,6 +124,19 @@ class Shaped:
     texts: list[str] = field(default_factory=list)
     natives: list[str | None] = field(default_factory=list)
     metas: list[str] = field(default_factory=list)
+
+    def skip(self) -> None:
+        """The next record takes the per-record path."""
+        self.ok.append(False)
+
+    def add_pair(self, question: str, answer: str, native: str | None, meta: str) -> None:
+        """The next record is one user turn and its assistant reply (sft)."""
+        self.ok.append(True)
+        self.lengths.append(2)
+        self.roles += ("user", "assistant")
+        self.contents += (question, answer)
+        self.natives.append(native)
+        self.metas.append(meta)
 
 
 # A batch of records → their flat columns, for converters whose output is a pure function of the

@@ -1,13 +1,17 @@
 """The Huatuo-26M family (`questions`/`answers` as strings, lists or lists of paraphrase lists) and
-HuatuoGPT-sft-data-v1 (`data`: alternating `问：`/`答：` strings)."""
+HuatuoGPT-sft-data-v1 (`data`: alternating `问：`/`答：` strings).
+
+`huatuo26m` carries the largest source (26M pairs), so it has a column-wise twin (etl/convert/base.py
+`columnwise`); records the twin cannot shape take the per-record path, which names their rejects."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from etl.convert.base import RecordContext, Reject, Row, Turn, converter
-from etl.convert.fieldtools import get_list, native_id, require_mapping, rest_as_meta
+from etl.catalog import Source
+from etl.convert.base import RecordContext, Reject, Row, Shaped, Turn, columnwise, converter
+from etl.convert.fieldtools import get_list, meta_json, native_id, native_of, require_mapping, rest_as_meta
 
 
 def first_text(value: Any, key: str) -> str:
@@ -38,6 +42,41 @@ def huatuo26m(record: Any, ctx: RecordContext) -> list[Row]:
         meta["question_paraphrases"] = first_group[1:]
     return [Row(messages=[Turn("user", question), Turn("assistant", answer)],
                 native_id=native_id(record, ctx), meta=meta)]
+
+
+def _plain_first_text(value: Any) -> str | None:
+    """`first_text`'s string for plain JSON values; None where it would reject (or for a value that is
+    not a plain list or string, which the per-record path then judges)."""
+    while type(value) is list:
+        if not value:
+            return None
+        value = value[0]
+    return value if type(value) is str else None
+
+
+@columnwise("huatuo26m")
+def huatuo26m_columns(records: list[Any], source: Source) -> Shaped:
+    """The column-wise twin of `huatuo26m`: every record whose question and answer resolve to strings."""
+    k_q, k_a = source.fields.get("question", "questions"), source.fields.get("answer", "answers")
+    id_key = source.fields.get("id")
+    used = {k_q, k_a, source.fields.get("id", "")}
+    shaped = Shaped(ok=[])
+    for record in records:
+        if type(record) is not dict:
+            shaped.skip()
+            continue
+        questions = record.get(k_q)
+        question, answer = _plain_first_text(questions), _plain_first_text(record.get(k_a))
+        if question is None or answer is None:
+            shaped.skip()
+            continue
+        meta = {} if record.keys() <= used else {k: v for k, v in record.items() if k not in used}
+        first_group = questions[0] if type(questions) is list else None
+        if type(first_group) is list and len(first_group) > 1:
+            meta["question_paraphrases"] = first_group[1:]
+        shaped.add_pair(question.strip(), answer.strip(), native_of(record, id_key) if id_key else None,
+                        meta_json(meta) if meta else "{}")
+    return shaped
 
 
 _PREFIX = re.compile(r"^\s*(问|答)[:：]\s*")
