@@ -1,4 +1,4 @@
-"""The column-wise counterpart of `RowBuilder` for the generic converters (DESIGN §3, issue: column-wise
+"""The column-wise counterpart of `RowBuilder` for converters with a column-wise twin (DESIGN §3, issue: column-wise
 conversion): a batch of records already shaped into flat columns (turn roles and contents, or texts)
 is checked with Arrow kernels, hashed in one tight loop and turned into an Arrow table of output rows.
 
@@ -149,7 +149,7 @@ def rows_table(source: Source, columns: dict[str, pa.Array], keep: np.ndarray, i
     }
     for name, array in columns.items():
         arrays[name] = array.filter(mask)
-    if "tools" in schema.names:  # the generic converters make plain rows: no tools, no tool calls
+    if "tools" in schema.names:  # column-wise twins make plain rows: no tools, no tool calls
         arrays["tools"] = pa.nulls(n, schema.field("tools").type)
     return pa.Table.from_arrays([arrays[f.name].cast(f.type) for f in schema], schema=schema)
 

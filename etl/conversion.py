@@ -7,7 +7,7 @@ everything the output depends on (tool version, catalogue entry, converter versi
 so an unchanged source is never converted twice.
 
 Two ways through a source give the same bytes. Records go through the converter one by one, or, for
-the generic converters that have a column-wise twin (etl/convert/generic.py), a batch at a time: the
+the converters that have a column-wise twin (the generic ones, huatuo26m, toyhom), a batch at a time: the
 twin shapes the batch into flat columns, etl/batchrows.py checks and hashes them with Arrow kernels,
 and only the records the twin cannot take (anything unusual, every would-be reject) go through the
 converter one by one, in their place. Rows are written in row groups of exactly BATCH_ROWS rows, so
