@@ -93,7 +93,7 @@ def _values(column: pa.Array) -> pa.Array:
 def _list_of(column: pa.Array, values: pa.Array) -> pa.Array:
     """`values` (one per element of `column`) regrouped into `column`'s rows, nulls kept."""
     offsets = pc.subtract(column.offsets, column.offsets[0])
-    return pa.ListArray.from_arrays(offsets, values, mask=column.is_null() if column.null_count else None)
+    return type(column).from_arrays(offsets, values, mask=column.is_null() if column.null_count else None)
 
 
 def text_turns(column: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -108,19 +108,20 @@ def text_turns(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     turns = _values(column)
     children = dict(zip([f.name for f in turn_type], turns.flatten(), strict=True))
     calls = children["tool_calls"]
-    if not pa.types.is_list(calls.type) or calls.offsets[-1].as_py() == calls.offsets[0].as_py():
+    if not (pa.types.is_list(calls.type) or pa.types.is_large_list(calls.type)) \
+            or calls.offsets[-1].as_py() == calls.offsets[0].as_py():
         return column
     function = _values(calls).flatten()[calls.type.value_type.get_field_index("function")]
     fields = dict(zip([f.name for f in function.type], function.flatten(), strict=True))
     lines = pc.binary_join_element_wise(fields["name"], "(", fields["arguments"], ")", "")
-    frame = pl.DataFrame({"content": pl.Series(children["content"]),
-                          "calls": pl.Series(_list_of(calls, lines)).list.join(SEPARATOR)})
-    content, called = pl.col("content"), pl.col("calls")
-    text = frame.select(pl.when(called.is_null() | (called == "")).then(content)
-                        .when(content == "").then(called)
-                        .otherwise(pl.concat_str([content, called], separator=SEPARATOR))).to_series()
-    values = pa.StructArray.from_arrays([children["role"], text.to_arrow()], names=["role", "content"],
-                                        mask=turns.is_null() if turns.null_count else None)
+    joined = pc.binary_join(_list_of(calls, lines), SEPARATOR)        # null where a turn has no calls
+    calling = pc.fill_null(pc.not_equal(joined, ""), False)
+    content = children["content"]
+    at = pc.indices_nonzero(calling)
+    said, called = content.take(at), joined.take(at).cast(content.type)
+    text = pc.if_else(pc.equal(said, ""), called, pc.binary_join_element_wise(said, called, SEPARATOR))
+    values = pa.StructArray.from_arrays([children["role"], pc.replace_with_mask(content, calling, text)],
+                                        names=["role", "content"], mask=turns.is_null() if turns.null_count else None)
     return _list_of(column, values)
 
 
