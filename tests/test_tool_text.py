@@ -111,6 +111,11 @@ def test_turns_without_a_tool_calls_field_read_as_before():
     assert row_texts(table, "sft") == ["头疼\n多休息", "\n好"]
     assert row_text_series(table, "sft").to_list() == ["头疼\n多休息", "\n好"]
     assert column_text(table.column("messages"), "assistant").to_list() == ["多休息", "好"]
+    # a tool_calls field that is not a list of calls is not read as calls
+    odd = pa.array([[{"role": "assistant", "content": "已记录", "tool_calls": '[{"name": "save"}]'}]],
+                   pa.list_(pa.struct([("role", pa.string()), ("content", pa.string()), ("tool_calls", pa.string())])))
+    odd_table = pa.table({"messages": odd})
+    assert row_texts(odd_table, "sft") == row_text_series(odd_table, "sft").to_list() == ["已记录"]
 
 
 def _exact(table: pa.Table, tmp_path) -> tuple[pa.Table, dict]:

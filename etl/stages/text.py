@@ -4,7 +4,7 @@ A turn's text is its `content`; a turn that calls tools (a non-empty `tool_calls
 `name(arguments)` per call, in call order, after its content (an empty content is left out, so a
 call-only turn is just its call lines). Two conversations that differ only in the tool called or its
 arguments thus get different texts, and so different matching keys and shingles, and decontamination
-sees the arguments. Plain turns (tool_calls null or empty, or no such field) are their content alone.
+sees the arguments. Plain turns (tool_calls null, empty, not a list, or no such field) are their content alone.
 The Python helpers (`row_texts`, `prompt_texts`) and the polars ones (`column_text`, `row_text_series`,
 `side_text_series`) give the same strings.
 """
@@ -28,7 +28,7 @@ def call_line(name: str, arguments: str) -> str:
 def turn_text(turn: dict[str, Any]) -> str:
     """A turn's text (the module docstring): its content, then one `call_line` per tool call."""
     calls = turn.get("tool_calls")
-    if not calls:
+    if not calls or not isinstance(calls, list):     # like text_turns: only a list of calls counts
         return turn["content"]
     lines = [call_line(c["function"]["name"], c["function"]["arguments"]) for c in calls]
     return SEPARATOR.join([turn["content"], *lines] if turn["content"] else lines)
