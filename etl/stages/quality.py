@@ -57,14 +57,17 @@ def _cleaned(texts: pl.Series) -> pl.Series:
 
 
 def row_parts(batch: pa.RecordBatch, task: str) -> tuple[pl.Series, pl.Series, pl.Series | None]:
-    """(whole row text, answer text, question text or None) per row."""
+    """(whole row text, answer text, question text or None) per row: the turns' contents, tool calls
+    left out (a call's arguments are data, not prose; calls_tools covers a reply that is a call)."""
     if task == "pretrain":
         text = column_text(batch.column("text"))
         return text, text, None
     if task == "sft":
         messages = batch.column("messages")
-        return column_text(messages), column_text(messages, "assistant"), column_text(messages, "user")
-    return row_text_series(batch, task), column_text(batch.column("chosen")), column_text(batch.column("prompt"), "user")
+        return (column_text(messages, calls=False), column_text(messages, "assistant", calls=False),
+                column_text(messages, "user", calls=False))
+    return (row_text_series(batch, task, calls=False), column_text(batch.column("chosen"), calls=False),
+            column_text(batch.column("prompt"), "user", calls=False))
 
 
 def calls_tools(batch: pa.RecordBatch, task: str) -> np.ndarray:

@@ -3,7 +3,10 @@
 Every string the row carries is rewritten: the task's text columns (pretrain `text`; the `content`
 of every turn of a list<struct<..., content, ...>> column such as sft `messages` or reward `prompt`,
 and `chosen`/`rejected` whether they are strings or lists of turns) and `meta`, so that no copy of
-the original survives. Other struct fields (roles, tool calls) are kept as they are.
+the original survives. A turn's tool calls keep their name but have their `arguments` (a JSON object
+string) redacted like text: a placeholder put inside a JSON string value leaves it valid JSON, and the
+few arguments a match would break (one that starts right after a backslash, `\\nname@x.com`) are
+redacted again on their decoded string values and re-encoded. Other struct fields (roles) are kept.
 
 How it runs: all strings of a batch are gathered into one flat Arrow array and each rule is one
 `str.replace_all` over it in polars (Rust regex, no per-row Python). Rules that need a check (the
@@ -21,8 +24,10 @@ get one matching key (DESIGN §5: redaction comes before dedup). No state is kep
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -234,16 +239,51 @@ def _combined(column: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 @dataclass
 class _Piece:
-    """One string array taken out of a column, with the row each element belongs to."""
+    """One string array taken out of a column, with the row each element belongs to; `is_json` marks
+    the elements that are JSON text (tool call arguments)."""
 
     column: str
     values: pa.Array
     rows: np.ndarray
     rebuild: Callable[[pa.Array], pa.Array]
+    is_json: np.ndarray
+
+
+def _struct(children: list[pa.Array], of: pa.StructArray) -> pa.StructArray:
+    return pa.StructArray.from_arrays(children, fields=list(of.type), mask=of.is_null() if of.null_count else None)
+
+
+def _call_arguments(calls: pa.Array) -> tuple[pa.Array, np.ndarray, Callable[[pa.Array], pa.Array]] | None:
+    """The `arguments` strings of a turn's tool_calls (list<struct<type, function<name, arguments>>>),
+    the turn each belongs to, and how to put them back; None when the field has another shape."""
+    value_type = calls.type.value_type if pa.types.is_list(calls.type) else None
+    if value_type is None or not pa.types.is_struct(value_type) or value_type.get_field_index("function") < 0:
+        return None
+    function_type = value_type.field("function").type
+    if not pa.types.is_struct(function_type) or function_type.get_field_index("arguments") < 0:
+        return None
+    start, end = calls.offsets[0].as_py(), calls.offsets[-1].as_py()
+    offsets = pc.subtract(calls.offsets, start)
+    entries = calls.values.slice(start, end - start)
+    entry_children = entries.flatten()
+    at_function, at_arguments = value_type.get_field_index("function"), function_type.get_field_index("arguments")
+    function = entry_children[at_function]
+    function_children = function.flatten()
+    turns = np.repeat(np.arange(len(calls)), np.diff(offsets.to_numpy()))
+
+    def rebuild(arguments: pa.Array) -> pa.Array:
+        arguments = arguments.cast(function_type.field(at_arguments).type)
+        new_function = _struct([arguments if i == at_arguments else c for i, c in enumerate(function_children)], function)
+        new_entries = _struct([new_function if i == at_function else c for i, c in enumerate(entry_children)], entries)
+        return pa.ListArray.from_arrays(offsets, new_entries, type=calls.type,
+                                        mask=calls.is_null() if calls.null_count else None)
+
+    return function_children[at_arguments].cast(pa.large_string()), turns, rebuild
 
 
 def _turn_contents(name: str, column: pa.Array) -> _Piece | None:
-    """The `content` strings of a list<struct<..., content, ...>> column, and how to put them back."""
+    """The `content` strings of a list<struct<..., content, ...>> column, then the `arguments` of its
+    turns' tool calls (when there are any), and how to put them back."""
     struct_type = column.type.value_type
     if not pa.types.is_struct(struct_type) or struct_type.get_field_index("content") < 0:
         return None
@@ -253,20 +293,79 @@ def _turn_contents(name: str, column: pa.Array) -> _Piece | None:
     children = turns.flatten()
     position = struct_type.get_field_index("content")
     rows = pc.list_parent_indices(column).to_numpy()
+    content = _combined(children[position]).cast(pa.large_string())
+    at_calls = struct_type.get_field_index("tool_calls")
+    calls = _call_arguments(children[at_calls]) if at_calls >= 0 else None
+    arguments, call_turns, put_calls = calls if calls is not None and len(calls[0]) else (None, None, None)
 
-    def rebuild(content: pa.Array) -> pa.Array:
-        content = content.cast(fields[position].type)
-        values = pa.StructArray.from_arrays([content if i == position else child for i, child in enumerate(children)],
-                                            fields=fields, mask=turns.is_null() if turns.null_count else None)
-        return pa.ListArray.from_arrays(offsets, values, type=column.type,
+    def rebuild(values: pa.Array) -> pa.Array:
+        new = list(children)
+        new[position] = values.slice(0, len(content)).cast(fields[position].type)
+        if put_calls is not None:
+            new[at_calls] = put_calls(values.slice(len(content)))
+        return pa.ListArray.from_arrays(offsets, _struct(new, turns), type=column.type,
                                         mask=column.is_null() if column.null_count else None)
 
-    return _Piece(name, _combined(children[position]).cast(pa.large_string()), rows, rebuild)
+    if arguments is None:
+        return _Piece(name, content, rows, rebuild, np.zeros(len(content), dtype=bool))
+    return _Piece(name, pa.concat_arrays([content, arguments]), np.concatenate([rows, rows[call_turns]]), rebuild,
+                  np.concatenate([np.zeros(len(content), dtype=bool), np.ones(len(arguments), dtype=bool)]))
 
 
 def _strings(name: str, column: pa.Array) -> _Piece:
     return _Piece(name, column.cast(pa.large_string()), np.arange(len(column)),
-                  lambda values: values.cast(column.type))
+                  lambda values: values.cast(column.type), np.zeros(len(column), dtype=bool))
+
+
+def _strings_in(value: Any) -> Iterator[str]:
+    """The string values of decoded JSON, depth first (object keys are left alone)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings_in(item)
+
+
+def _with_strings(value: Any, strings: Iterator[str]) -> Any:
+    """`value` with its string values replaced, in `_strings_in` order, by the next of `strings`."""
+    if isinstance(value, str):
+        return next(strings)
+    if isinstance(value, dict):
+        return {key: _with_strings(item, strings) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_strings(item, strings) for item in value]
+    return value
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def keep_json_valid(before: pl.Series, after: pl.Series, is_json: np.ndarray, names: bool = True) -> pl.Series:
+    """`after` (redact_strings of `before`) where each changed JSON element (`is_json`) that no longer
+    parses is redacted again on its decoded string values and re-encoded. Only changed elements are
+    parsed, in Python; one that was not JSON before keeps its text redaction."""
+    index = np.flatnonzero(is_json & (before != after).fill_null(False).to_numpy())
+    broken = [int(i) for i in index if not _parses(after[int(i)])]
+    decoded = {}
+    for i in broken:
+        try:
+            decoded[i] = json.loads(before[i])
+        except ValueError:
+            continue
+    if not decoded:
+        return after
+    strings = pl.Series([s for value in decoded.values() for s in _strings_in(value)], dtype=pl.String)
+    redacted = iter(redact_strings(strings, names).to_list())
+    fixed = [json.dumps(_with_strings(value, redacted), ensure_ascii=False) for value in decoded.values()]
+    return after.scatter(list(decoded), pl.Series(fixed, dtype=pl.String))
 
 
 class Redact(Stage):
@@ -297,7 +396,8 @@ class Redact(Stage):
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         pieces = self._pieces(batch)
         flat = pl.Series(pa.concat_arrays([p.values for p in pieces])) if pieces else pl.Series([], dtype=pl.String)
-        redacted = redact_strings(flat, self.names)
+        is_json = np.concatenate([p.is_json for p in pieces]) if pieces else np.zeros(0, dtype=bool)
+        redacted = keep_json_valid(flat, redact_strings(flat, self.names), is_json, self.names)
         counts = placeholder_counts(flat, redacted)
         rows = np.concatenate([p.rows for p in pieces]) if pieces else np.zeros(0, dtype=np.int64)
         changed_rows = np.zeros(batch.num_rows, dtype=bool)
