@@ -4,9 +4,10 @@ With `--tokenizer NAME_OR_PATH` a Hugging Face tokenizer counts them: a folder h
 (read with the `tokenizers` library), else a name or folder `transformers.AutoTokenizer` loads with
 `local_files_only=True` — nothing is ever downloaded. Without one the count is an estimate, labelled as
 such everywhere it is shown: one token per CJK character plus one per four other non-space characters (the
-usual ratios of BPE tokenizers trained on Chinese and English). Either way the text of a row is what a
-trainer sees of it (etl.stages.text.row_texts: every turn's content, tool schemas excluded), counted a
-batch at a time: the estimate with polars expressions, a tokenizer through its batch encoder.
+usual ratios of BPE tokenizers trained on Chinese and English). Either way the text counted is every turn's
+content (`batch_texts`; tool calls and tool schemas are not counted, and neither is a chat template's
+markup), a batch at a time: the estimate with polars expressions on the workers, a tokenizer through its
+batch encoder in the build process.
 """
 
 from __future__ import annotations
