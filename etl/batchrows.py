@@ -158,4 +158,6 @@ def constants_problem(source: Source, task: str, split: str, sample: dict[str, A
     """The schema problem a row of this batch would have in its non-varying columns (one probe row)."""
     probe = {"id": f"{source.id}/probe", "source": source.id, "split": split, **sample, "lang": "und",
              "lang_score": 0.0, "license": source.license, "dup_count": 1, "meta": "{}"}
+    if "tools" in arrow_schema(task).names:  # twins make plain rows: no tool schemas
+        probe["tools"] = None
     return schema_problem(task, probe)

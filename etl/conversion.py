@@ -312,7 +312,7 @@ class _Conversion:
                 start = sum(shaped.lengths[:position])
                 sample = {"messages": [{"role": r, "content": c} for r, c in zip(
                     shaped.roles[start:start + shaped.lengths[position]],
-                    shaped.contents[start:start + shaped.lengths[position]], strict=True)], "tools": None}
+                    shaped.contents[start:start + shaped.lengths[position]], strict=True)]}
             else:
                 sample = {"text": shaped.texts[position]}
             self._split_problems[split] = constants_problem(self.source, self.source.task, split, sample)

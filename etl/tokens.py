@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
+
+from etl.stages.text import row_text_series
 
 ESTIMATE_LABEL = "estimate (no tokenizer given): 1 token per CJK character + 1 per 4 other non-space characters"
 
@@ -76,18 +79,10 @@ def load_counter(name_or_path: str | None) -> CharEstimate | HFTokenizer:
     return HFTokenizer(name_or_path, lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"])
 
 
-def _contents(column: pa.Array | pa.ChunkedArray) -> pl.Series:
-    series = pl.Series(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
-    return series.list.eval(pl.element().struct.field("content")).list.join("\n").fill_null("")
-
-
 def batch_texts(batch: pa.RecordBatch, task: str) -> pl.Series:
-    """What a trainer reads of each row, as one string (null columns of the eval config count as empty)."""
-    if task == "pretrain":
-        return pl.Series(batch.column("text")).fill_null("")
-    columns = ["messages"] if task == "sft" else ["prompt", "chosen", "rejected"]
-    frame = pl.DataFrame({name: _contents(batch.column(name)) for name in columns})
-    return frame.select(pl.concat_str(columns, separator="\n")).to_series()
+    """What is counted of each row: its turns' contents (etl.stages.text, tool calls left out); null
+    columns of the eval config count as empty."""
+    return row_text_series(batch, task, calls=False)
 
 
 TOKENS_COLUMN = "_tokens"  # a row's token count, when a worker counted it (internal: never written)
@@ -96,9 +91,7 @@ TOKENS_COLUMN = "_tokens"  # a row's token count, when a worker counted it (inte
 def with_token_counts(counter: CharEstimate, task: str, batch: pa.RecordBatch) -> pa.RecordBatch:
     """`batch` plus each row's token count, so that the estimate runs on the engine's workers with the
     stages (TaskRun `finish`) instead of in the process that writes the shards."""
-    counts = counter.count(batch_texts(batch, task)).to_arrow()
-    return batch.append_column(TOKENS_COLUMN, counts) if batch.num_rows else batch.append_column(
-        TOKENS_COLUMN, pa.array([], pa.int64()))
+    return batch.append_column(TOKENS_COLUMN, counter.count(batch_texts(batch, task)).to_arrow().cast(pa.int64()))
 
 
 @dataclass
@@ -120,7 +113,7 @@ class TokenTally:
                 self.by_source[source] += int(n)
         self.by_config.setdefault(config, Counter())[split] += int(counts.sum())
 
-    def on_workers(self, task: str) -> Any:
+    def on_workers(self, task: str) -> Callable[[pa.RecordBatch], pa.RecordBatch] | None:
         """What counts a task's rows on the workers (`with_token_counts`), or None when the counter
         stays here: a tokenizer is too heavy to send with every batch."""
         if isinstance(self.counter, CharEstimate):

@@ -300,27 +300,35 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-KeysOf = Callable[[pa.RecordBatch], list[str]]
+KeysOf = Callable[[pa.RecordBatch], list[list[str]]]   # a batch → one key list per view of its rows
 Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 
-def batch_shingles(ngram: int, keys_of: KeysOf | None, batch: pa.RecordBatch
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(rows, sorted unique 32-bit shingle hashes per row, flat; their counts; numbers signatures) of
-    one batch of candidate rows. Runs on the engine's workers."""
-    keys = keys_of(batch) if keys_of else batch.column("_key").to_pylist()
-    flat, offsets = shingle_hashes(keys, ngram)
-    doc = np.repeat(np.arange(len(keys), dtype=np.uint64), np.diff(offsets))
-    unique = unique_counts((doc << np.uint64(32)) | (flat >> np.uint64(32)))[0]
-    return (batch.column("_row").to_numpy(zero_copy_only=False),
-            (unique & np.uint64(0xFFFFFFFF)).astype(np.uint32),
-            np.bincount((unique >> np.uint64(32)).astype(np.int64), minlength=len(keys)),
-            numbers_of(keys))
+Shingled = tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]
 
 
-def side_keys(task: str, side: int, batch: pa.RecordBatch) -> list[str]:
-    """Matching keys of one side (0 prompt, 1 response) of each row (`fields: split`)."""
-    return match_keys(side_text_series(batch, task)[side]).to_list()
+def batch_shingles(ngram: int, keys_of: KeysOf, batch: pa.RecordBatch) -> list[Shingled]:
+    """Per view of one batch of candidate rows (`keys_of`): (rows, sorted unique 32-bit shingle hashes
+    per row, flat; their counts; numbers signatures). Runs on the engine's workers."""
+    rows = batch.column("_row").to_numpy(zero_copy_only=False)
+    found = []
+    for keys in keys_of(batch):
+        flat, offsets = shingle_hashes(keys, ngram)
+        doc = np.repeat(np.arange(len(keys), dtype=np.uint64), np.diff(offsets))
+        unique = unique_counts((doc << np.uint64(32)) | (flat >> np.uint64(32)))[0]
+        found.append((rows, (unique & np.uint64(0xFFFFFFFF)).astype(np.uint32),
+                      np.bincount((unique >> np.uint64(32)).astype(np.int64), minlength=len(keys)), numbers_of(keys)))
+    return found
+
+
+def whole_keys(batch: pa.RecordBatch) -> list[list[str]]:
+    """The one view near-dedup compares first: the whole row's `_key`."""
+    return [batch.column("_key").to_pylist()]
+
+
+def side_keys(task: str, batch: pa.RecordBatch) -> list[list[str]]:
+    """The prompt and the response keys of each row (`fields: split`), from one pass over the turns."""
+    return [match_keys(side).to_list() for side in side_text_series(batch, task)]
 
 
 @dataclass
@@ -334,20 +342,26 @@ class _CandidateShingles:
     numbers: np.ndarray       # int64 id of each row's numbers signature, in read order
 
     @classmethod
-    def read(cls, scan: Scan, wanted: np.ndarray, ngram: int, mapper: Mapper, columns: list[str] | None = None,
-             keys_of: KeysOf | None = None) -> _CandidateShingles:
-        """Shingles of the `wanted` rows (sorted) of `keys_of(batch)` (default: the `_key` column);
-        the rows are picked here and their shingles computed on the engine's workers (`mapper`)."""
+    def read(cls, scan: Scan, wanted: np.ndarray, ngram: int, mapper: Mapper, columns: list[str],
+             keys_of: KeysOf) -> list[_CandidateShingles]:
+        """Shingles of the `wanted` rows (sorted), one set per view `keys_of` gives; the rows are
+        picked here in one scan of `columns` and their shingles computed on the engine's workers."""
         def candidates() -> Iterator[pa.RecordBatch]:
-            for batch in scan(columns or ["_row", "_key"]):
+            for batch in scan(columns):
                 mask = sorted_contains(wanted, batch.column("_row").to_numpy(zero_copy_only=False))
                 if mask.any():
                     yield batch.filter(pa.array(mask))
 
-        rows, hashes, counts, numbers = [], [], [], []
+        views: list[list[Shingled]] = []
         for part in mapper(functools.partial(batch_shingles, ngram, keys_of), candidates()):
-            for found, value in zip((rows, hashes, counts, numbers), part, strict=True):
-                found.append(value)
+            views = views or [[] for _ in part]
+            for view, shingled in zip(views, part, strict=True):
+                view.append(shingled)
+        return [cls._joined(view) for view in views]
+
+    @classmethod
+    def _joined(cls, parts: list[Shingled]) -> _CandidateShingles:
+        rows, hashes, counts, numbers = zip(*parts, strict=True)
         all_rows = np.concatenate(rows)
         order = np.argsort(all_rows, kind="stable")
         offsets = np.zeros(all_rows.size + 1, dtype=np.int64)
@@ -451,7 +465,7 @@ class NearDedup(Stage):
         candidate rows are held: their sorted unique 32-bit shingle hashes and numbers."""
         cfg = self.config
         wanted = unique_counts(pairs.reshape(-1))[0]
-        shingles = _CandidateShingles.read(scan, wanted, cfg.ngram, mapper)
+        shingles, = _CandidateShingles.read(scan, wanted, cfg.ngram, mapper, ["_row", "_key"], whole_keys)
         left, right = shingles.index(pairs[:, 0]), shingles.index(pairs[:, 1])
         if cfg.match_numbers:
             same = shingles.numbers[left] == shingles.numbers[right]
@@ -489,8 +503,8 @@ class NearDedup(Stage):
     def _side_shingles(self, scan: Scan, wanted: np.ndarray, mapper: Mapper) -> list[_CandidateShingles]:
         """Prompt-side and response-side shingles of the candidate rows (`fields: split`)."""
         columns = ["_row", *text_columns(self.task)]
-        return [_CandidateShingles.read(scan, wanted, self.config.ngram, mapper, columns,
-                                        functools.partial(side_keys, self.task, side)) for side in (0, 1)]
+        return _CandidateShingles.read(scan, wanted, self.config.ngram, mapper, columns,
+                                       functools.partial(side_keys, self.task))
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         return apply_resolution(batch, self.resolution)

@@ -46,7 +46,7 @@ SCRIPTS: dict[str, str] = {
     "Greek": r"\p{Greek}+",
 }
 _COMMON = ("Han", "Latin")
-_RARE = "[" + "".join(SCRIPTS[name].strip("[]+") for name in SCRIPTS if name not in _COMMON) + "]"
+_RARE = r"[\p{Hiragana}\p{Katakana}\p{Hangul}\p{Cyrillic}\p{Arabic}\p{Greek}]"   # the SCRIPTS not in _COMMON
 LANG_SCRIPT = {"zh": "Han", "ja": "Kana", "ko": "Hangul", "ru": "Cyrillic", "uk": "Cyrillic", "bg": "Cyrillic",
                "sr": "Cyrillic", "ar": "Arabic", "fa": "Arabic", "el": "Greek"}
 _LINGUA_CHARS = 2000

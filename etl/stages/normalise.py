@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.stages.base import Stage
-from etl.stages.text import row_text_series, text_columns
+from etl.stages.text import combined, row_text_series, text_columns
 from etl.textnorm import clean_texts, match_keys
 
 
@@ -28,9 +28,6 @@ def _clean_turns(column: pa.Array) -> pa.Array:
     return pa.ListArray.from_arrays(offsets, values, type=column.type, mask=mask)
 
 
-def _combined(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-
 
 class Normalise(Stage):
     """Reads the task's text columns; writes them cleaned (control characters, stray HTML entities,
@@ -47,7 +44,7 @@ class Normalise(Stage):
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         for column_name in self.reads:
             index = batch.schema.get_field_index(column_name)
-            column = _combined(batch.column(index))
+            column = combined(batch.column(index))
             cleaned = _clean_turns(column) if pa.types.is_list(column.type) else _clean_strings(column)
             batch = batch.set_column(index, column_name, cleaned)
         texts = row_text_series(batch, self.task)

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.stages.base import COUNT_PREFIX, Stage
-from etl.stages.text import row_text_series, text_columns
+from etl.stages.text import combined, row_text_series, text_columns
 from etl.textnorm import match_keys
 
 PLACEHOLDERS = ("PHONE", "ID_NUMBER", "EMAIL", "URL", "IP", "RECORD_NO", "SOCIAL_ID", "NAME")
@@ -233,9 +233,6 @@ def placeholder_counts(before: pl.Series, after: pl.Series) -> dict[str, np.ndar
 # --------------------------------------------------------------------------- Arrow plumbing
 
 
-def _combined(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-
 
 @dataclass
 class _Piece:
@@ -293,7 +290,7 @@ def _turn_contents(name: str, column: pa.Array) -> _Piece | None:
     children = turns.flatten()
     position = struct_type.get_field_index("content")
     rows = pc.list_parent_indices(column).to_numpy()
-    content = _combined(children[position]).cast(pa.large_string())
+    content = combined(children[position]).cast(pa.large_string())
     at_calls = struct_type.get_field_index("tool_calls")
     calls = _call_arguments(children[at_calls]) if at_calls >= 0 else None
     arguments, call_turns, put_calls = calls if calls is not None and len(calls[0]) else (None, None, None)
@@ -384,7 +381,7 @@ class Redact(Stage):
     def _pieces(self, batch: pa.RecordBatch) -> list[_Piece]:
         pieces = []
         for name in self.columns:
-            column = _combined(batch.column(name))
+            column = combined(batch.column(name))
             if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
                 piece = _turn_contents(name, column)
                 if piece is not None:

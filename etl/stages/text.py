@@ -74,14 +74,15 @@ def dialogue_texts(batch: pa.RecordBatch | pa.Table, task: str) -> pl.Series:
     if task not in ("sft", "reward"):
         raise ValueError(f"unknown task {task!r}")
     columns = ["messages"] if task == "sft" else ["prompt", "chosen"]
-    turns = pl.DataFrame([_series(batch.column(name)).alias(name) for name in columns])
+    turns = pl.DataFrame([pl.Series(name, combined(batch.column(name))) for name in columns])
     joined = turns.select(pl.concat_list(columns).alias("turns")).to_series()
     content = pl.element().struct.field("content").filter(pl.element().struct.field("role") != "system")
     return joined.list.eval(content).list.join(SEPARATOR).fill_null("")
 
 
-def _series(column: pa.Array | pa.ChunkedArray) -> pl.Series:
-    return pl.Series(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+def combined(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One contiguous array of a column (a table's columns come chunked)."""
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
 def _values(column: pa.Array) -> pa.Array:
@@ -101,7 +102,7 @@ def text_turns(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     list<struct<role, content>>; vectorised: the turns and their calls are flattened, each call's
     line and each turn's text computed over the flat arrays, and the rows rebuilt with the same
     offsets. A column whose turns carry no list of calls, or no call at all, is returned as it is."""
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    column = combined(column)
     turn_type = column.type.value_type
     if not pa.types.is_struct(turn_type) or turn_type.get_field_index("tool_calls") < 0:
         return column
@@ -129,7 +130,7 @@ def column_text(column: pa.Array | pa.ChunkedArray, role: str | None = None, cal
     """One string per row, in polars: a string column as it is; a list of turns (list<struct<...,
     content, ...>>) as its turns' texts joined by SEPARATOR (with `calls=False` their contents alone,
     tool calls left out), only the turns of `role` when given."""
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    column = combined(column)
     series = pl.Series(text_turns(column) if calls and not pa.types.is_string(column.type) else column)
     if series.dtype == pl.String:
         return series.fill_null("")
