@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import pickle
 import time
@@ -156,9 +157,9 @@ def _disk_full(path: str) -> None:
 # --------------------------------------------------------------------------- same bytes as local
 
 
-def _build(out: Path, *engine_args: str) -> dict[str, str]:
-    code = main(["build", "--catalog", str(ROOT / "sources.yaml"), "--mirror", str(ROOT / "examples" / "mirror"),
-                 "--out", str(out), *engine_args])
+def _build(out: Path, *engine_args: str, mirror: Path = ROOT / "examples" / "mirror") -> dict[str, str]:
+    code = main(["build", "--catalog", str(ROOT / "sources.yaml"), "--mirror", str(mirror), "--out", str(out),
+                 *engine_args])
     assert code == 0
     # every published file, and every Parquet file of the build's cache (the conversion units' output)
     files = sorted(p for p in out.rglob("*") if p.is_file() and (".work" not in p.parts or p.suffix == ".parquet"))
@@ -174,3 +175,19 @@ def test_the_demo_build_on_ray_is_byte_identical_to_the_local_build(ray_session,
     assert sum(name.startswith(".work/convert/") for name in on_ray) >= 50     # per-source conversion output
     assert on_ray == local_two
     assert on_ray == local_one
+
+
+def test_the_scaled_benchmark_mirror_on_ray_is_byte_identical_to_the_local_build(ray_session, tmp_path):
+    """The benchmark's scaled mirror (bench/generate.py, planted near-duplicates across sources), large
+    enough that the SFT task spans several record batches, so every global pass merges the results of
+    several Ray tasks."""
+    from bench.generate import scaled_mirror
+
+    mirror = tmp_path / "mirror"
+    scaled_mirror(mirror, 24_000, seed=7, demo=ROOT / "examples" / "mirror")
+    on_ray = _build(tmp_path / "ray", "--engine", "ray", "--workers", "2", mirror=mirror)
+    local = _build(tmp_path / "local", "--engine", "local", "--workers", "2", mirror=mirror)
+    assert on_ray == local
+    manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["splits"]["sft"]["train"]["rows"] > 10_000       # more than one record batch
+    assert manifest["totals"]["near_dup"] > 0 and manifest["totals"]["exact_dup"] > 0
