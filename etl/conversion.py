@@ -58,6 +58,7 @@ from etl.read.streams import SNIFF_BYTES, buffered
 from etl.read.text import parse_text_lines
 from etl.rows import RowBuilder
 from etl.schemas import REJECTS_SCHEMA, arrow_schema, json_schema
+from etl.seen import NativeIds, SeenKeys, digest_key
 
 log = logging.getLogger(__name__)
 
@@ -658,20 +659,19 @@ def merge_units(source: Source, fetched: FetchedSource, work_dir: Path, results:
     schema = arrow_schema(source.task)
     writers = {name: _BatchedWriter(staging / name, REJECTS_SCHEMA if name == "rejects.parquet" else schema)
                for name in ("rows.parquet", "eval.parquet", "rejects.parquet")}
-    hash_seen: dict[str, int] = {}
-    native_seen: set[str] = set()
+    hash_seen = SeenKeys()
+    native_seen = NativeIds()
     try:
         for result in done:
             folder = result.unit.folder
             logs = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
-            natives = set(logs["natives"])
-            if len(natives) < len(logs["natives"]) or natives & native_seen:
-                raise _CrossUnitDuplicate
-            native_seen |= natives
+            for native in logs["natives"]:
+                if native in native_seen:
+                    raise _CrossUnitDuplicate
+                native_seen.add(native)
             renamed = []
             for digest in logs["hashes"]:
-                count = hash_seen.get(digest, 0) + 1
-                hash_seen[digest] = count
+                count = hash_seen.add(digest_key(digest))
                 renamed.append(f"{source.id}/{digest}" if count == 1 else f"{source.id}/{digest}-{count}")
             new_ids = pa.array(renamed, pa.string())
             for name, writer in writers.items():

@@ -13,6 +13,7 @@ from etl.catalog import Source
 from etl.convert.base import Reject, Row, Turn
 from etl.convert.fieldtools import meta_json
 from etl.schemas import schema_problem
+from etl.seen import NativeIds, SeenKeys, digest_key
 
 TASK_FIELDS = {"pretrain": ("text",), "sft": ("messages", "tools"), "reward": ("prompt", "chosen", "rejected", "tools")}
 
@@ -189,8 +190,8 @@ class RowBuilder:
 
     def __init__(self, source: Source, log: bool = False) -> None:
         self.source = source
-        self._native_seen: set[str] = set()
-        self._hash_seen: dict[str, int] = {}
+        self._native_seen = NativeIds()
+        self._hash_seen = SeenKeys()
         self.hash_log: list[str] | None = [] if log else None
         self.native_log: list[str] | None = [] if log else None
         self._validated_splits: set[str] = set()
@@ -211,8 +212,7 @@ class RowBuilder:
             return f"{source.id}/{native}"
         # Identical content repeats inside sources (Toyhom ships 378 duplicate rows); ids stay
         # unique by order of appearance, and dedup later collapses the copies.
-        count = self._hash_seen.get(digest, 0) + 1
-        self._hash_seen[digest] = count
+        count = self._hash_seen.add(digest_key(digest))
         if self.hash_log is not None:
             self.hash_log.append(digest)
         return f"{source.id}/{digest}" if count == 1 else f"{source.id}/{digest}-{count}"

@@ -353,6 +353,25 @@ def test_units_give_the_bytes_of_one_pass(tmp_path: Path) -> None:
     assert plan_units(source, fetched, tmp_path / "units", workers=2, unit_bytes=2_000) == []
 
 
+def test_ids_are_the_same_when_seen_keys_spill_to_arrays(tmp_path: Path, monkeypatch) -> None:
+    """Repeated content and native ids across the spill points of etl/seen.py (a limit of 4 keys) give
+    the bytes and rejects of the default limit, on one pass and in units."""
+    lines = [_j({"query": f"问题 {i % 23}", "response": "答", "id": i % 170}) for i in range(200)]
+    source, fetched = _source(tmp_path, "query_response", lines, fields={"id": "id"})
+    plain = [_j({"query": f"问题 {i % 23}", "response": "答"}) for i in range(200)]
+    repeated, fetched_repeated = _source(tmp_path / "r", "query_response", plain)
+    expected = [_bytes(convert_source(source, fetched, tmp_path / "a")),
+                _bytes(convert_source(repeated, fetched_repeated, tmp_path / "b"))]
+    monkeypatch.setattr("etl.seen.RECENT_LIMIT", 4)
+    natives = convert_source(source, fetched, tmp_path / "c")
+    assert _bytes(natives) == expected[0] and natives.counts["rejected_by_reason"] == {"duplicate_id": 30}
+    spilled = convert_source(repeated, fetched_repeated, tmp_path / "d")
+    assert _bytes(spilled) == expected[1]
+    assert _bytes(_units(repeated, fetched_repeated, tmp_path / "e", unit_bytes=1_500)) == expected[1]
+    ids = pq.read_table(spilled.rows_path, columns=["id"]).column("id").to_pylist()
+    assert len(set(ids)) == 200 and sum(i.endswith("-9") for i in ids) == 200 - 23 * 8
+
+
 def test_units_of_text_and_per_record_path_and_cross_unit_native_ids(tmp_path: Path) -> None:
     text = [f"第 {i} 行的文字" if i % 9 else "   " for i in range(300)]
     source, fetched = _source(tmp_path, "text", text, task="pretrain", name="data.txt", reader="text")
