@@ -165,15 +165,14 @@ def write_cluster_report(ctx: StageContext, stage: str, scan: Scan, clusters: li
     sample = clusters[:count]
     path = Path(ctx.report_dir) / f"dup_clusters-{ctx.task}-{stage}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    wanted = {m["_row"] for cluster in sample for m in cluster}
+    wanted = np.array(sorted({m["_row"] for cluster in sample for m in cluster}), dtype=np.int64)
     texts: dict[int, str] = {}
-    if wanted:
+    if wanted.size:
         for batch in scan(["_row", *text_columns(ctx.task)]):
-            rows = batch.column("_row").to_pylist()
-            if not wanted.intersection(rows):
-                continue
-            for row, text in zip(rows, row_texts(batch, ctx.task), strict=True):
-                if row in wanted:
+            mask = sorted_contains(wanted, batch.column("_row").to_numpy(zero_copy_only=False))
+            if mask.any():
+                picked = batch.filter(pa.array(mask))   # the text of the sampled rows only
+                for row, text in zip(picked.column("_row").to_pylist(), row_texts(picked, ctx.task), strict=True):
                     texts[row] = text[:_SNIPPET]
     with path.open("w", encoding="utf-8") as out:
         for cluster in sample:
@@ -318,16 +317,17 @@ def block_path(directory: str, block: int) -> str:
 
 
 def shingle_block(ngram: int, task: str | None, item: tuple[str, pa.Table]) -> tuple[np.ndarray, np.ndarray]:
-    """One block of candidate rows → an Arrow file at the item's path with each row's `_row`,
-    `numbers` and `whole` shingles (and, given the `task` of `fields: split`, its `prompt` and
-    `response` shingles). Returns the block's rows and their whole-row shingle counts. Runs on the
-    engine's workers."""
+    """One block of rows → an Arrow file at the item's path with each row's `_row` and, without a
+    `task`, its `numbers` and `whole` shingles (from `_key`), or, given the `task` of `fields: split`,
+    its `prompt` and `response` shingles. Returns the block's rows and their shingle counts (all
+    views). Runs on the engine's workers."""
     path, table = item
     batch = table.combine_chunks().to_batches()[0]
-    keys = batch.column("_key").to_pylist()
-    whole = row_shingles(keys, ngram)
-    columns = {"_row": batch.column("_row"), "numbers": pa.array(numbers_of(keys), pa.string()), "whole": whole}
-    if task is not None:
+    columns: dict[str, pa.Array] = {"_row": batch.column("_row")}
+    if task is None:
+        keys = batch.column("_key").to_pylist()
+        columns |= {"numbers": pa.array(numbers_of(keys), pa.string()), "whole": row_shingles(keys, ngram)}
+    else:
         for name, side in zip(SIDES, side_text_series(batch, task), strict=True):
             columns[name] = row_shingles(match_keys(side).to_list(), ngram)
     written = pa.RecordBatch.from_pydict(columns)
@@ -335,7 +335,9 @@ def shingle_block(ngram: int, task: str | None, item: tuple[str, pa.Table]) -> t
     with pa.OSFile(temporary, "wb") as sink, pa.ipc.new_file(sink, written.schema) as writer:
         writer.write_batch(written)
     os.replace(temporary, path)
-    return batch.column("_row").to_numpy(zero_copy_only=False), np.diff(whole.offsets.to_numpy())
+    counts = sum(np.diff(written.column(name).offsets.to_numpy()) for name in written.schema.names
+                 if name not in ("_row", "numbers"))
+    return batch.column("_row").to_numpy(zero_copy_only=False), np.asarray(counts, dtype=np.int64)
 
 
 def _open_block(directory: str, block: int) -> pa.RecordBatch:
@@ -374,11 +376,11 @@ def jaccards(a: pa.Array, b: pa.Array) -> np.ndarray:
     return np.divide(shared, union, out=np.ones(count), where=union > 0)
 
 
-def verify_pairs(threshold: float, match_numbers: bool, sides: tuple[str, ...], directory: str,
-                 pairs: Located) -> tuple[np.ndarray, np.ndarray]:
-    """One verification task: for each pair, (numbers agree and whole-row Jaccard ≥ threshold,
-    every side's Jaccard ≥ threshold — computed only where the whole rows passed). Runs on the
-    engine's workers."""
+def verify_pairs(threshold: float, match_numbers: bool, views: tuple[str, ...], directory: str,
+                 pairs: Located) -> np.ndarray:
+    """One verification task: for each pair, whether its numbers agree (`match_numbers`) and the
+    Jaccard of each of the `views` reaches `threshold`, each check only where the earlier ones
+    passed. Runs on the engine's workers."""
     block_a, position_a, block_b, position_b = pairs
     blocks = {b: _open_block(directory, b) for b in unique_counts(np.concatenate([block_a, block_b]))[0].tolist()}
 
@@ -386,35 +388,34 @@ def verify_pairs(threshold: float, match_numbers: bool, sides: tuple[str, ...], 
         return (_gather(blocks, block_a[at], position_a[at], column),
                 _gather(blocks, block_b[at], position_b[at], column))
 
-    whole = np.ones(block_a.size, dtype=bool)
+    passed = np.ones(block_a.size, dtype=bool)
     if match_numbers:
-        whole = pc.equal(*both("numbers", np.arange(block_a.size))).to_numpy(zero_copy_only=False)
-    passed = np.flatnonzero(whole)
-    if passed.size:
-        whole[passed] = jaccards(*both("whole", passed)) >= threshold
-    side_ok = np.ones(block_a.size, dtype=bool)
-    passed = np.flatnonzero(whole)
-    for side in sides if passed.size else ():
-        side_ok[passed] &= jaccards(*both(side, passed)) >= threshold
-    return whole, side_ok
+        passed = pc.equal(*both("numbers", np.arange(block_a.size))).to_numpy(zero_copy_only=False, writable=True)
+    for view in views:
+        at = np.flatnonzero(passed)
+        if at.size:
+            passed[at] = jaccards(*both(view, at)) >= threshold
+    return passed
 
 
 @dataclass
 class ShingleBlocks:
-    """Where the candidate rows' shingles were written: block files in `directory`, and per candidate
-    row (sorted) its block, its position there and its whole-row shingle count. Arrays, not objects."""
+    """Where some candidate rows' shingles (`views`) were written: block files in `directory`, and per
+    row (`rows`, sorted) its block, its position there and its shingle count. Arrays, not objects."""
 
     directory: str
     rows: np.ndarray
     block: np.ndarray
     position: np.ndarray
     shingles: np.ndarray
+    views: tuple[str, ...]
 
     @classmethod
     def write(cls, scan: Scan, rows: np.ndarray, directory: Path, ctx: StageContext, ngram: int,
               task: str | None, unit: int) -> ShingleBlocks:
-        """Pick the candidate `rows` (sorted) out of one scan, cut them into blocks of about `unit` key
-        characters, and have the workers shingle and write each block."""
+        """Pick the `rows` (sorted) out of one scan, cut them into blocks of about `unit` key
+        characters, and have the workers shingle and write each block: the whole row and its numbers,
+        or, given a `task`, its two sides (`shingle_block`)."""
         where = str(directory.absolute())   # the workers may not share the driver's working directory
         columns = ["_row", "_key", *(text_columns(task) if task else [])]
 
@@ -442,7 +443,7 @@ class ShingleBlocks:
                 yield block_path(where, block), pa.concat_tables(pending)
 
         found = cls(where, rows, np.zeros(rows.size, dtype=np.int32), np.zeros(rows.size, dtype=np.int32),
-                    np.zeros(rows.size, dtype=np.int64))
+                    np.zeros(rows.size, dtype=np.int64), SIDES if task else ("whole",))
         for block, (block_rows, counts) in enumerate(ctx.map(functools.partial(shingle_block, ngram, task), blocks())):
             at = np.searchsorted(rows, block_rows)
             found.block[at] = block
@@ -454,13 +455,21 @@ class ShingleBlocks:
         at = np.searchsorted(self.rows, pairs)
         return self.block[at[:, 0]], self.position[at[:, 0]], self.block[at[:, 1]], self.position[at[:, 1]]
 
-    def units(self, pairs: np.ndarray, unit: int) -> tuple[np.ndarray, np.ndarray]:
-        """An order of `pairs` that groups them by their two blocks, and the ends of the work units
-        (about `unit` whole-row shingles each) in that order."""
+    def check(self, pairs: np.ndarray, ctx: StageContext, threshold: float, match_numbers: bool,
+              unit: int) -> np.ndarray:
+        """`verify_pairs` over these blocks for every pair, on the workers: the pairs grouped by
+        their two blocks and cut into tasks of about `unit` shingles."""
         at = np.searchsorted(self.rows, pairs)
         block_a, block_b = self.block[at[:, 0]], self.block[at[:, 1]]
         order = np.lexsort((np.maximum(block_a, block_b), np.minimum(block_a, block_b)))
-        return order, cuts(self.shingles[at[order, 0]] + self.shingles[at[order, 1]], unit)
+        ends = cuts(self.shingles[at[order, 0]] + self.shingles[at[order, 1]], unit)
+        spans = list(zip([0, *ends[:-1].tolist()], ends.tolist(), strict=True))
+        task = functools.partial(verify_pairs, threshold, match_numbers, self.views, self.directory)
+        passed = np.zeros(len(pairs), dtype=bool)
+        units = (self.locate(pairs[order[start:end]]) for start, end in spans)
+        for (start, end), result in zip(spans, ctx.map(task, units), strict=True):
+            passed[order[start:end]] = result
+        return passed
 
     def similarity(self, pairs: np.ndarray) -> np.ndarray:
         """Whole-row Jaccard of a few pairs of candidate rows (for the cluster report)."""
@@ -597,23 +606,21 @@ class NearDedup(Stage):
 
     def verify(self, scan: Scan, pairs: np.ndarray, ctx: StageContext, directory: Path
                ) -> tuple[pl.DataFrame, ShingleBlocks]:
-        """Check candidate pairs (numbers, then exact Jaccard of the whole rows and, with `fields:
-        split`, of each side) on the workers, in units of bounded size over the candidate rows'
-        shingle blocks, then cluster the verified ones here. Clusters are connected components, so
-        the pairs are checked independently; the figures follow the sorted pair order as a
-        sequential loop that skips pairs already connected would count them (`connect`)."""
+        """Check candidate pairs on the workers (numbers and the whole row's exact Jaccard; then,
+        with `fields: split`, each side's, for the pairs whose whole rows passed: usually few) and
+        cluster the verified ones here. Clusters are connected components, so the pairs are checked
+        independently; the figures follow the sorted pair order as a sequential loop that skips
+        pairs already connected would count them (`connect`)."""
         cfg = self.config
-        blocks = ShingleBlocks.write(scan, unique_counts(pairs.reshape(-1))[0], directory, ctx, cfg.ngram,
-                                     self.task if self.split else None, self.unit)
-        order, ends = blocks.units(pairs, self.unit)
-        check = functools.partial(verify_pairs, cfg.threshold, cfg.match_numbers, SIDES if self.split else (),
-                                  blocks.directory)
-        spans = list(zip([0, *ends[:-1].tolist()], ends.tolist(), strict=True))
-        whole_ok, side_ok = np.zeros(len(pairs), dtype=bool), np.zeros(len(pairs), dtype=bool)
-        units = (blocks.locate(pairs[order[start:end]]) for start, end in spans)
-        for (start, end), (whole, sides) in zip(spans, ctx.map(check, units), strict=True):
-            whole_ok[order[start:end]], side_ok[order[start:end]] = whole, sides
-        clustered, cluster, merged, rejected = connect(pairs[whole_ok], side_ok[whole_ok])
+        whole = ShingleBlocks.write(scan, unique_counts(pairs.reshape(-1))[0], _fresh_dir(directory / "whole"),
+                                    ctx, cfg.ngram, None, self.unit)
+        alike = pairs[whole.check(pairs, ctx, cfg.threshold, cfg.match_numbers, self.unit)]
+        side_ok = np.ones(len(alike), dtype=bool)
+        if self.split and len(alike):
+            sides = ShingleBlocks.write(scan, unique_counts(alike.reshape(-1))[0], _fresh_dir(directory / "sides"),
+                                        ctx, cfg.ngram, self.task, self.unit)
+            side_ok = sides.check(alike, ctx, cfg.threshold, False, self.unit)
+        clustered, cluster, merged, rejected = connect(alike, side_ok)
         self.figures["verified_pairs"] = merged
         if self.split:
             self.figures["rejected_by_side"] = rejected
@@ -622,7 +629,7 @@ class NearDedup(Stage):
         members = _member_frame(kept).join(
             pl.DataFrame({"_row": clustered, "cluster": cluster}, schema={"_row": pl.Int64, "cluster": pl.Int64}),
             on="_row")
-        return members, blocks
+        return members, whole
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         return apply_resolution(batch, self.resolution)
