@@ -21,9 +21,9 @@ def run(table, stages, tmp_path, task="pretrain"):
     return run_in_memory(task, table, [Normalise(task), *stages], tmp_path / "work", tmp_path / "reports")
 
 
-def chain(config: DedupConfig | None = None, task: str = "pretrain"):
+def chain(config: DedupConfig | None = None, task: str = "pretrain", unit: int = UNIT_SHINGLES):
     config = config or DedupConfig()
-    return [ExactDedup(config), NearDedup(config.minhash, config.report_clusters, task)]
+    return [ExactDedup(config), NearDedup(config.minhash, config.report_clusters, task, unit)]
 
 
 def test_lsh_params_follow_threshold():
@@ -35,7 +35,8 @@ def test_lsh_params_follow_threshold():
     assert low_rows < rows
 
 
-def test_planted_cluster_merged_and_dose_pair_kept(tmp_path):
+@pytest.mark.parametrize("unit", [1, UNIT_SHINGLES])   # one row per block and one pair per task, or one of each
+def test_planted_cluster_merged_and_dose_pair_kept(tmp_path, unit):
     texts = [
         BASE,
         BASE.replace("胸闷", "胸悶").replace("，", ", "),          # punctuation, spacing, Traditional: exact key
@@ -47,7 +48,7 @@ def test_planted_cluster_merged_and_dose_pair_kept(tmp_path):
         "头晕",
         "头疼",
     ]
-    out, removed = run(pretrain(texts), chain(), tmp_path)
+    out, removed = run(pretrain(texts), chain(unit=unit), tmp_path)
     kept = out.column("text").to_pylist()
     assert kept.count("头晕") == 1 and "头疼" in kept
     assert texts[4] in kept and texts[5] in kept

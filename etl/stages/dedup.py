@@ -282,7 +282,7 @@ def batch_band_hashes(config: MinHashConfig, bands: int, rows: int,
 # Verification runs in work units of a bounded size, whatever the corpus size: the candidate rows are
 # written to `work_dir` as shingle blocks of about this many key characters (a row has at most as
 # many shingles as characters), and one verification task compares pairs with about this many
-# whole-row shingles in all. At 2M a task's arrays stay near 100 MB on a worker (8-byte sort keys
+# shingles in all. At 2M a task's arrays stay near 100 MB on a worker (8-byte sort keys
 # and their copies) and a block's rows a few MB in the driver. The unit size never changes the result.
 UNIT_SHINGLES = 2_000_000
 
