@@ -1,9 +1,12 @@
 import json
+import random
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 from etl.catalog import DedupConfig, MinHashConfig
-from etl.stages.dedup import ExactDedup, NearDedup, explain_dups
+from etl.stages.dedup import UNIT_SHINGLES, ExactDedup, NearDedup, cuts, explain_dups, jaccards
 from etl.stages.memory import run_in_memory
 from etl.stages.minhash import collision_probability, lsh_params
 from etl.stages.normalise import Normalise
@@ -18,9 +21,9 @@ def run(table, stages, tmp_path, task="pretrain"):
     return run_in_memory(task, table, [Normalise(task), *stages], tmp_path / "work", tmp_path / "reports")
 
 
-def chain(config: DedupConfig | None = None, task: str = "pretrain"):
+def chain(config: DedupConfig | None = None, task: str = "pretrain", unit: int = UNIT_SHINGLES):
     config = config or DedupConfig()
-    return [ExactDedup(config), NearDedup(config.minhash, config.report_clusters, task)]
+    return [ExactDedup(config), NearDedup(config.minhash, config.report_clusters, task, unit)]
 
 
 def test_lsh_params_follow_threshold():
@@ -32,7 +35,8 @@ def test_lsh_params_follow_threshold():
     assert low_rows < rows
 
 
-def test_planted_cluster_merged_and_dose_pair_kept(tmp_path):
+@pytest.mark.parametrize("unit", [1, UNIT_SHINGLES])   # one row per block and one pair per task, or one of each
+def test_planted_cluster_merged_and_dose_pair_kept(tmp_path, unit):
     texts = [
         BASE,
         BASE.replace("胸闷", "胸悶").replace("，", ", "),          # punctuation, spacing, Traditional: exact key
@@ -44,7 +48,7 @@ def test_planted_cluster_merged_and_dose_pair_kept(tmp_path):
         "头晕",
         "头疼",
     ]
-    out, removed = run(pretrain(texts), chain(), tmp_path)
+    out, removed = run(pretrain(texts), chain(unit=unit), tmp_path)
     kept = out.column("text").to_pylist()
     assert kept.count("头晕") == 1 and "头疼" in kept
     assert texts[4] in kept and texts[5] in kept
@@ -140,3 +144,155 @@ def test_whole_row_fields_merge_the_contrastive_pair(tmp_path):
     out, removed = run(_contrastive_and_true_pair(), chain(config, "sft"), tmp_path, task="sft")
     assert out.num_rows == 1                         # the shared report dominates the whole-row key
     assert removed["near_dedup"] == {"a": 1, "c": 1}  # the longest row survives: "无错别字" is lost
+
+
+def _cjk(rng, n: int) -> str:
+    return "".join(chr(0x4E00 + rng.randrange(6000)) for _ in range(n))
+
+
+def _edited(text: str, at: int, rng) -> str:
+    return text[:at] + _cjk(rng, 3) + text[at + 3:]
+
+
+def _near_dup_rows():
+    """SFT rows whose near-duplicates are spread over the table (so that they fall in different
+    blocks): a chain where only neighbours are similar; a triangle A–B, A–C whose B–C responses differ
+    (a side failure between rows already connected); a contrastive pair (the response side refuses);
+    a dose pair (numbers refuse); unrelated rows in between."""
+    rng = random.Random(3)
+    chain_prompt, chain_answer = _cjk(rng, 150), _cjk(rng, 100)
+    chain = [chain_prompt]
+    for k in range(1, 6):
+        chain.append(_edited(chain[-1], 20 * k, rng))
+    rows = [[("user", p), ("assistant", chain_answer)] for p in chain]
+    question, answer = _cjk(rng, 200), _cjk(rng, 100)
+    rows += [[("user", question), ("assistant", answer)],
+             [("user", question), ("assistant", _cjk(rng, 5) + answer[5:])],
+             [("user", question), ("assistant", answer[:-5] + _cjk(rng, 5))]]
+    report = _cjk(rng, 200)
+    rows += [[("user", report), ("assistant", "报告无错别字。")],
+             [("user", report), ("assistant", "错别字是“均习”。")]]
+    dose = _cjk(rng, 120)
+    rows += [[("user", dose), ("assistant", "阿司匹林100mg，每日一次。")],
+             [("user", dose), ("assistant", "阿司匹林300mg，每日一次。")]]
+    rows += [[("user", _cjk(rng, 80)), ("assistant", _cjk(rng, 60))] for _ in range(14)]
+    order = list(range(len(rows)))
+    random.Random(5).shuffle(order)
+    return sft([rows[i] for i in order], sources=[f"s{i % 3}" for i in range(len(rows))])
+
+
+class _Recording(NearDedup):
+    """NearDedup that keeps its candidate pairs, for the sequential reference."""
+
+    def candidate_pairs(self, spill):
+        self.pairs = super().candidate_pairs(spill)
+        return self.pairs
+
+
+def _sequential(table, pairs, config):
+    """The verification as a plain loop over the sorted pairs, on Python sets: skip pairs already
+    connected, check numbers, whole row, then each side. Returns figures, clusters and the number of
+    side failures skipped because their rows were already connected."""
+    from etl.stages.minhash import shingle_hashes
+    from etl.stages.text import side_text_series
+    from etl.textnorm import match_keys, numbers_of
+
+    def sets(keys):
+        return [{int(h) >> 32 for h in shingle_hashes([k], config.ngram)[0]} for k in keys]
+
+    keys = table.column("_key").to_pylist()
+    views = [sets(keys), *(sets(match_keys(side).to_list()) for side in side_text_series(table, "sft"))]
+    numbers = numbers_of(keys)
+
+    def jaccard(view, a, b):
+        union = len(view[a] | view[b])
+        return len(view[a] & view[b]) / union if union else 1.0
+
+    parent: dict[int, int] = {}
+
+    def find(x):
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    verified = rejected = skipped = 0
+    for a, b in pairs.tolist():
+        if numbers[a] != numbers[b]:
+            continue
+        whole = jaccard(views[0], a, b) >= config.threshold
+        sides = all(jaccard(view, a, b) >= config.threshold for view in views[1:])
+        if find(a) == find(b):
+            skipped += whole and not sides
+            continue
+        if not whole:
+            continue
+        if not sides:
+            rejected += 1
+            continue
+        parent.setdefault(a, a)
+        parent.setdefault(b, b)
+        parent[max(find(a), find(b))] = min(find(a), find(b))
+        verified += 1
+    clusters: dict[int, set[int]] = {}
+    for row in parent:
+        clusters.setdefault(find(row), set()).add(row)
+    return ({"verified_pairs": verified, "rejected_by_side": rejected}, sorted(map(sorted, clusters.values())),
+            skipped, lambda a, b: jaccard(views[0], a, b))
+
+
+def _clusters_of(resolution):
+    groups: dict[int, set[int]] = {}
+    for row, survivor in zip(resolution.drop.tolist(), resolution.absorbed_by.tolist(), strict=True):
+        groups.setdefault(survivor, {survivor}).add(row)
+    return sorted(map(sorted, groups.values()))
+
+
+def test_blocked_verification_matches_the_sequential_loop_at_any_unit_size(tmp_path):
+    table = _near_dup_rows()
+    normalised, _ = run_in_memory("sft", table, [Normalise("sft")], tmp_path / "n", tmp_path / "n")
+    config = MinHashConfig()
+    results = []
+    # unit 1: one row per block and one pair per task, so every pair straddles two blocks; 700 and
+    # 2000: a few rows per block, in scan batches of 4 rows; the default: one block, one task.
+    for unit in (1, 700, 2000, UNIT_SHINGLES):
+        stage = _Recording(config, report_clusters=20, task="sft", unit=unit)
+        out, removed = run_in_memory("sft", table, [Normalise("sft"), stage], tmp_path / f"w{unit}",
+                                     tmp_path / f"r{unit}", batch_rows=4)
+        report = (tmp_path / f"r{unit}" / "dup_clusters-sft-near_dedup.jsonl").read_text(encoding="utf-8")
+        results.append((stage.summary(), out.column("id").to_pylist(), removed, _clusters_of(stage.resolution),
+                        report))
+        assert not (tmp_path / f"w{unit}" / "sft" / "near_dedup" / "shingles").exists()   # scratch removed
+    assert all(result == results[0] for result in results[1:])
+    figures, clusters, skipped, similarity = _sequential(normalised, stage.pairs, config)
+    summary, _, removed, found, report = results[0]
+    assert {k: summary[k] for k in figures} == figures
+    assert found == clusters
+    ids = normalised.column("id").to_pylist()
+    # the chain (6 rows) and the triangle (3 rows) merge; the contrastive pair and the dose pair do not
+    assert sorted(len(c) for c in clusters) == [3, 6]
+    # Side failures count only between rows not yet connected in the sorted pair order: 2 counted
+    # (the contrastive pair, a chain pair met before its rows were joined), 4 skipped (the triangle's
+    # B–C, chain pairs met after); counting every side failure would give 6.
+    assert figures == {"verified_pairs": 7, "rejected_by_side": 2} and skipped == 4
+    assert sum(removed["near_dedup"].values()) == 7
+    row_of = {i: r for r, i in enumerate(ids)}
+    for line in report.splitlines():
+        members = json.loads(line)["members"]
+        for m in members[1:]:
+            assert m["jaccard_to_survivor"] == round(similarity(row_of[members[0]["id"]], row_of[m["id"]]), 3)
+
+
+def test_jaccards_of_many_pairs_at_once():
+    rng = random.Random(1)
+    lists = [sorted(rng.sample(range(50), rng.randrange(0, 20))) for _ in range(40)]
+    a, b = lists[:20], lists[20:]
+    found = jaccards(pa.array(a, pa.large_list(pa.uint32())), pa.array(b, pa.large_list(pa.uint32())))
+    expected = [len(set(x) & set(y)) / len(set(x) | set(y)) if x or y else 1.0 for x, y in zip(a, b, strict=True)]
+    assert found.tolist() == expected
+
+
+def test_cuts_bound_each_unit():
+    sizes = np.array([3, 1, 5, 0, 2, 9, 1])
+    ends = cuts(sizes, 5)
+    assert ends.tolist() == [2, 4, 5, 6, 7]        # [3,1] [5,0] [2] [9] alone, though above the budget [1]
+    assert cuts(sizes, 1000).tolist() == [7]

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,15 +165,14 @@ def write_cluster_report(ctx: StageContext, stage: str, scan: Scan, clusters: li
     sample = clusters[:count]
     path = Path(ctx.report_dir) / f"dup_clusters-{ctx.task}-{stage}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    wanted = {m["_row"] for cluster in sample for m in cluster}
+    wanted = np.array(sorted({m["_row"] for cluster in sample for m in cluster}), dtype=np.int64)
     texts: dict[int, str] = {}
-    if wanted:
+    if wanted.size:
         for batch in scan(["_row", *text_columns(ctx.task)]):
-            rows = batch.column("_row").to_pylist()
-            if not wanted.intersection(rows):
-                continue
-            for row, text in zip(rows, row_texts(batch, ctx.task), strict=True):
-                if row in wanted:
+            mask = sorted_contains(wanted, batch.column("_row").to_numpy(zero_copy_only=False))
+            if mask.any():
+                picked = batch.filter(pa.array(mask))   # the text of the sampled rows only
+                for row, text in zip(picked.column("_row").to_pylist(), row_texts(picked, ctx.task), strict=True):
                     texts[row] = text[:_SNIPPET]
     with path.open("w", encoding="utf-8") as out:
         for cluster in sample:
@@ -279,105 +279,240 @@ def batch_band_hashes(config: MinHashConfig, bands: int, rows: int,
     return ordinals, band_hashes(signatures(hashes, offsets, config.num_perm, config.seed)[has_shingles], bands, rows)
 
 
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[int, int] = {}
-
-    def find(self, x: int) -> int:
-        parent = self.parent
-        root = x
-        while parent.get(root, root) != root:
-            root = parent[root]
-        while parent.get(x, x) != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        self.parent.setdefault(a, a)
-        self.parent.setdefault(b, b)
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+# Verification runs in work units of a bounded size, whatever the corpus size: the candidate rows are
+# written to `work_dir` as shingle blocks of about this many key characters (a row has at most as
+# many shingles as characters), and one verification task compares pairs with about this many
+# shingles in all. At 2M a task's arrays stay near 100 MB on a worker (8-byte sort keys
+# and their copies) and a block's rows a few MB in the driver. The unit size never changes the result.
+UNIT_SHINGLES = 2_000_000
 
 
-KeysOf = Callable[[pa.RecordBatch], list[list[str]]]   # a batch → one key list per view of its rows
-Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
+def cuts(sizes: np.ndarray, budget: int) -> np.ndarray:
+    """End indices of consecutive runs of `sizes` summing to at most `budget` (at least one item each)."""
+    total = np.cumsum(sizes)
+    ends: list[int] = []
+    start, base = 0, 0
+    while start < sizes.size:
+        end = max(start + 1, int(np.searchsorted(total, base + budget, side="right")))
+        ends.append(end)
+        base, start = int(total[end - 1]), end
+    return np.array(ends, dtype=np.int64)
 
 
-Shingled = tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]
+def row_shingles(keys: list[str], ngram: int) -> pa.LargeListArray:
+    """Sorted unique 32-bit shingle hashes (the top half of `shingle_hashes`) of each key."""
+    flat, offsets = shingle_hashes(keys, ngram)
+    doc = np.repeat(np.arange(len(keys), dtype=np.uint64), np.diff(offsets))
+    unique = unique_counts((doc << np.uint64(32)) | (flat >> np.uint64(32)))[0]
+    bounds = np.zeros(len(keys) + 1, dtype=np.int64)
+    np.cumsum(np.bincount((unique >> np.uint64(32)).astype(np.int64), minlength=len(keys)), out=bounds[1:])
+    return pa.LargeListArray.from_arrays(pa.array(bounds), pa.array((unique & np.uint64(0xFFFFFFFF)).astype(np.uint32)))
 
 
-def batch_shingles(ngram: int, keys_of: KeysOf, batch: pa.RecordBatch) -> list[Shingled]:
-    """Per view of one batch of candidate rows (`keys_of`): (rows, sorted unique 32-bit shingle hashes
-    per row, flat; their counts; numbers signatures). Runs on the engine's workers."""
-    rows = batch.column("_row").to_numpy(zero_copy_only=False)
-    found = []
-    for keys in keys_of(batch):
-        flat, offsets = shingle_hashes(keys, ngram)
-        doc = np.repeat(np.arange(len(keys), dtype=np.uint64), np.diff(offsets))
-        unique = unique_counts((doc << np.uint64(32)) | (flat >> np.uint64(32)))[0]
-        found.append((rows, (unique & np.uint64(0xFFFFFFFF)).astype(np.uint32),
-                      np.bincount((unique >> np.uint64(32)).astype(np.int64), minlength=len(keys)), numbers_of(keys)))
-    return found
+SIDES = ("prompt", "response")
 
 
-def whole_keys(batch: pa.RecordBatch) -> list[list[str]]:
-    """The one view near-dedup compares first: the whole row's `_key`."""
-    return [batch.column("_key").to_pylist()]
+def block_path(directory: str, block: int) -> str:
+    return f"{directory}/block-{block:06d}.arrow"
 
 
-def side_keys(task: str, batch: pa.RecordBatch) -> list[list[str]]:
-    """The prompt and the response keys of each row (`fields: split`), from one pass over the turns."""
-    return [match_keys(side).to_list() for side in side_text_series(batch, task)]
+def shingle_block(ngram: int, task: str | None, item: tuple[str, pa.Table]) -> tuple[np.ndarray, np.ndarray]:
+    """One block of rows → an Arrow file at the item's path with each row's `_row` and, without a
+    `task`, its `numbers` and `whole` shingles (from `_key`), or, given the `task` of `fields: split`,
+    its `prompt` and `response` shingles. Returns the block's rows and their shingle counts (all
+    views). Runs on the engine's workers."""
+    path, table = item
+    batch = table.combine_chunks().to_batches()[0]
+    columns: dict[str, pa.Array] = {"_row": batch.column("_row")}
+    if task is None:
+        keys = batch.column("_key").to_pylist()
+        columns |= {"numbers": pa.array(numbers_of(keys), pa.string()), "whole": row_shingles(keys, ngram)}
+    else:
+        for name, side in zip(SIDES, side_text_series(batch, task), strict=True):
+            columns[name] = row_shingles(match_keys(side).to_list(), ngram)
+    written = pa.RecordBatch.from_pydict(columns)
+    temporary = f"{path}.tmp"
+    with pa.OSFile(temporary, "wb") as sink, pa.ipc.new_file(sink, written.schema) as writer:
+        writer.write_batch(written)
+    os.replace(temporary, path)
+    counts = sum(np.diff(written.column(name).offsets.to_numpy()) for name in written.schema.names
+                 if name not in ("_row", "numbers"))
+    return batch.column("_row").to_numpy(zero_copy_only=False), np.asarray(counts, dtype=np.int64)
+
+
+def _open_block(directory: str, block: int) -> pa.RecordBatch:
+    """A block file, memory-mapped: only the rows a task takes from it are read."""
+    return pa.ipc.open_file(pa.memory_map(block_path(directory, block))).get_batch(0)
+
+
+Located = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]   # block and position of each pair's two rows
+
+
+def _gather(blocks: dict[int, pa.RecordBatch], block: np.ndarray, position: np.ndarray, column: str) -> pa.Array:
+    """`column` of the rows at (`block`, `position`), in that order."""
+    parts, placed = [], []
+    for b in unique_counts(block)[0].tolist():
+        at = np.flatnonzero(block == b)
+        parts.append(blocks[b].column(column).take(pa.array(position[at])))
+        placed.append(at)
+    return pa.concat_arrays(parts).take(pa.array(np.argsort(np.concatenate(placed), kind="stable")))
+
+
+def jaccards(a: pa.Array, b: pa.Array) -> np.ndarray:
+    """Exact Jaccard of each pair of sorted unique shingle lists, all pairs at once: a shingle both
+    rows of pair i hold is the key (i, shingle) twice. Two empty lists are the same (1.0)."""
+    count = len(a)
+
+    def keyed(lists: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        sizes = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+        pair = np.repeat(np.arange(count, dtype=np.uint64), sizes)
+        return (pair << np.uint64(32)) | lists.flatten().to_numpy(zero_copy_only=False).astype(np.uint64), sizes
+
+    (keys_a, sizes_a), (keys_b, sizes_b) = keyed(a), keyed(b)
+    keys = np.sort(np.concatenate([keys_a, keys_b]))
+    twice = keys[1:][keys[1:] == keys[:-1]]
+    shared = np.bincount((twice >> np.uint64(32)).astype(np.int64), minlength=count)
+    union = sizes_a + sizes_b - shared
+    return np.divide(shared, union, out=np.ones(count), where=union > 0)
+
+
+def verify_pairs(threshold: float, match_numbers: bool, views: tuple[str, ...], directory: str,
+                 pairs: Located) -> np.ndarray:
+    """One verification task: for each pair, whether its numbers agree (`match_numbers`) and the
+    Jaccard of each of the `views` reaches `threshold`, each check only where the earlier ones
+    passed. Runs on the engine's workers."""
+    block_a, position_a, block_b, position_b = pairs
+    blocks = {b: _open_block(directory, b) for b in unique_counts(np.concatenate([block_a, block_b]))[0].tolist()}
+
+    def both(column: str, at: np.ndarray) -> tuple[pa.Array, pa.Array]:
+        return (_gather(blocks, block_a[at], position_a[at], column),
+                _gather(blocks, block_b[at], position_b[at], column))
+
+    passed = np.ones(block_a.size, dtype=bool)
+    if match_numbers:
+        passed = pc.equal(*both("numbers", np.arange(block_a.size))).to_numpy(zero_copy_only=False, writable=True)
+    for view in views:
+        at = np.flatnonzero(passed)
+        if at.size:
+            passed[at] = jaccards(*both(view, at)) >= threshold
+    return passed
 
 
 @dataclass
-class _CandidateShingles:
-    """Sorted unique 32-bit shingle hashes (and number signatures) of the candidate rows only."""
+class ShingleBlocks:
+    """Where some candidate rows' shingles (`views`) were written: block files in `directory`, and per
+    row (`rows`, sorted) its block, its position there and its shingle count. Arrays, not objects."""
 
-    rows: np.ndarray          # candidate rows, sorted
-    position: np.ndarray      # where each sorted row's data sits (read order)
-    hashes: np.ndarray        # uint32, per row sorted and unique, in read order
-    offsets: np.ndarray
-    numbers: np.ndarray       # int64 id of each row's numbers signature, in read order
+    directory: str
+    rows: np.ndarray
+    block: np.ndarray
+    position: np.ndarray
+    shingles: np.ndarray
+    views: tuple[str, ...]
 
     @classmethod
-    def read(cls, scan: Scan, wanted: np.ndarray, ngram: int, mapper: Mapper, columns: list[str],
-             keys_of: KeysOf) -> list[_CandidateShingles]:
-        """Shingles of the `wanted` rows (sorted), one set per view `keys_of` gives; the rows are
-        picked here in one scan of `columns` and their shingles computed on the engine's workers."""
-        def candidates() -> Iterator[pa.RecordBatch]:
+    def write(cls, scan: Scan, rows: np.ndarray, directory: Path, ctx: StageContext, ngram: int,
+              task: str | None, unit: int) -> ShingleBlocks:
+        """Pick the `rows` (sorted) out of one scan, cut them into blocks of about `unit` key
+        characters, and have the workers shingle and write each block: the whole row and its numbers,
+        or, given a `task`, its two sides (`shingle_block`)."""
+        where = str(directory.absolute())   # the workers may not share the driver's working directory
+        columns = ["_row", "_key", *(text_columns(task) if task else [])]
+
+        def blocks() -> Iterator[tuple[str, pa.Table]]:
+            pending: list[pa.Table] = []
+            size = block = 0
             for batch in scan(columns):
-                mask = sorted_contains(wanted, batch.column("_row").to_numpy(zero_copy_only=False))
-                if mask.any():
-                    yield batch.filter(pa.array(mask))
+                mask = sorted_contains(rows, batch.column("_row").to_numpy(zero_copy_only=False))
+                if not mask.any():
+                    continue
+                picked = pa.Table.from_batches([batch.filter(pa.array(mask))])
+                pending.append(picked)
+                size += _key_chars(picked).sum()
+                if size < unit:
+                    continue
+                table = pa.concat_tables(pending)
+                ends = cuts(_key_chars(table), unit)
+                for start, end in zip([0, *ends[:-2].tolist()], ends[:-1].tolist(), strict=True):
+                    yield block_path(where, block), table.take(pa.array(np.arange(start, end)))
+                    block += 1
+                start = int(ends[-2]) if ends.size > 1 else 0
+                pending = [table.take(pa.array(np.arange(start, table.num_rows)))]
+                size = _key_chars(pending[0]).sum()
+            if pending:
+                yield block_path(where, block), pa.concat_tables(pending)
 
-        views: list[list[Shingled]] = []
-        for part in mapper(functools.partial(batch_shingles, ngram, keys_of), candidates()):
-            views = views or [[] for _ in part]
-            for view, shingled in zip(views, part, strict=True):
-                view.append(shingled)
-        return [cls._joined(view) for view in views]
+        found = cls(where, rows, np.zeros(rows.size, dtype=np.int32), np.zeros(rows.size, dtype=np.int32),
+                    np.zeros(rows.size, dtype=np.int64), SIDES if task else ("whole",))
+        for block, (block_rows, counts) in enumerate(ctx.map(functools.partial(shingle_block, ngram, task), blocks())):
+            at = np.searchsorted(rows, block_rows)
+            found.block[at] = block
+            found.position[at] = np.arange(block_rows.size, dtype=np.int32)
+            found.shingles[at] = counts
+        return found
 
-    @classmethod
-    def _joined(cls, parts: list[Shingled]) -> _CandidateShingles:
-        rows, hashes, counts, numbers = zip(*parts, strict=True)
-        all_rows = np.concatenate(rows)
-        order = np.argsort(all_rows, kind="stable")
-        offsets = np.zeros(all_rows.size + 1, dtype=np.int64)
-        np.cumsum(np.concatenate(counts), out=offsets[1:])
-        ids = pl.Series([n for part in numbers for n in part], dtype=pl.String).rank("dense").to_numpy().astype(np.int64)
-        return cls(all_rows[order], order, np.concatenate(hashes), offsets, ids)
+    def locate(self, pairs: np.ndarray) -> Located:
+        at = np.searchsorted(self.rows, pairs)
+        return self.block[at[:, 0]], self.position[at[:, 0]], self.block[at[:, 1]], self.position[at[:, 1]]
 
-    def index(self, rows: np.ndarray) -> np.ndarray:
-        return self.position[np.searchsorted(self.rows, rows)]
+    def check(self, pairs: np.ndarray, ctx: StageContext, threshold: float, match_numbers: bool,
+              unit: int) -> np.ndarray:
+        """`verify_pairs` over these blocks for every pair, on the workers: the pairs grouped by
+        their two blocks and cut into tasks of about `unit` shingles."""
+        at = np.searchsorted(self.rows, pairs)
+        block_a, block_b = self.block[at[:, 0]], self.block[at[:, 1]]
+        order = np.lexsort((np.maximum(block_a, block_b), np.minimum(block_a, block_b)))
+        ends = cuts(self.shingles[at[order, 0]] + self.shingles[at[order, 1]], unit)
+        spans = list(zip([0, *ends[:-1].tolist()], ends.tolist(), strict=True))
+        task = functools.partial(verify_pairs, threshold, match_numbers, self.views, self.directory)
+        passed = np.zeros(len(pairs), dtype=bool)
+        units = (self.locate(pairs[order[start:end]]) for start, end in spans)
+        for (start, end), result in zip(spans, ctx.map(task, units), strict=True):
+            passed[order[start:end]] = result
+        return passed
 
-    def jaccard(self, i: int, j: int) -> float:
-        a = self.hashes[self.offsets[i]:self.offsets[i + 1]]
-        b = self.hashes[self.offsets[j]:self.offsets[j + 1]]
-        shared = np.intersect1d(a, b, assume_unique=True).size
-        union = a.size + b.size - shared
-        return shared / union if union else 1.0   # two empty sides are the same side
+    def similarity(self, pairs: np.ndarray) -> np.ndarray:
+        """Whole-row Jaccard of a few pairs of candidate rows (for the cluster report)."""
+        if not pairs.size:
+            return np.zeros(0)
+        located = self.locate(pairs)
+        blocks = {b: _open_block(self.directory, b) for b in unique_counts(np.concatenate(located[::2]))[0].tolist()}
+        return jaccards(_gather(blocks, located[0], located[1], "whole"), _gather(blocks, located[2], located[3], "whole"))
+
+
+def _key_chars(table: pa.Table) -> np.ndarray:
+    return pc.utf8_length(table.column("_key")).fill_null(0).to_numpy().astype(np.int64)
+
+
+def connect(pairs: np.ndarray, side_ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Clusters of the `pairs` (sorted; their whole rows passed) taken in order: a pair whose rows are
+    not connected yet merges them if `side_ok`, else it counts as rejected by a side. Returns the
+    clustered rows (sorted), the cluster of each (its smallest row), merges and side rejections."""
+    nodes = unique_counts(pairs.reshape(-1))[0]
+    parent = np.arange(nodes.size)
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = int(parent[root])
+        while x != root:
+            parent[x], x = root, int(parent[x])
+        return root
+
+    merged = rejected = 0
+    for (a, b), ok in zip(np.searchsorted(nodes, pairs).tolist(), side_ok.tolist(), strict=True):
+        root_a, root_b = find(a), find(b)
+        if root_a == root_b:
+            continue
+        if not ok:
+            rejected += 1   # the whole rows are alike, but the prompts or the responses are not
+            continue
+        parent[max(root_a, root_b)] = min(root_a, root_b)
+        merged += 1
+    while not np.array_equal(parent[parent], parent):
+        parent = parent[parent]
+    clustered = np.bincount(parent, minlength=nodes.size)[parent] > 1
+    return nodes[clustered], nodes[parent[clustered]], merged, rejected
 
 
 class NearDedup(Stage):
@@ -385,8 +520,10 @@ class NearDedup(Stage):
     Jaccard of the n-gram sets (≥ threshold) and, with `match_numbers`, by equal numbers, before
     anything is merged. Clusters are the connected components of verified pairs.
 
-    Memory: band hashes are spilled to `work_dir` per batch and grouped band by band with polars;
-    only candidate rows (those sharing a band with another row) are held for verification."""
+    Memory: band hashes are spilled to `work_dir` per batch and grouped band by band with polars; the
+    shingles of the candidate rows (those sharing a band with another row) are written to `work_dir`
+    in blocks and verified on the workers in units of a bounded size (UNIT_SHINGLES). The driver holds
+    the candidate pairs and a few numbers per candidate row, as arrays."""
 
     name = "near_dedup"
     reads = ("_key", *MEMBER_COLUMNS)
@@ -394,8 +531,10 @@ class NearDedup(Stage):
     replay_reads = ("_row",)   # dup_count and meta are rewritten only when a re-scan asks for them
     drops_rows = True
 
-    def __init__(self, config: MinHashConfig, report_clusters: int = 20, task: str = "pretrain") -> None:
+    def __init__(self, config: MinHashConfig, report_clusters: int = 20, task: str = "pretrain",
+                 unit: int = UNIT_SHINGLES) -> None:
         self.config = config
+        self.unit = unit   # work unit size of verification (UNIT_SHINGLES); tests make it tiny
         self.report_clusters = report_clusters
         self.task = task
         self.split = config.fields == "split" and task in ("sft", "reward")
@@ -416,9 +555,15 @@ class NearDedup(Stage):
         self.figures = {"bands": self.bands, "rows": self.rows, "candidate_pairs": int(len(pairs))}
         if not len(pairs):
             return
-        members, similarity = self.verify(scan, pairs, ctx.map)
+        shingles = _fresh_dir(Path(ctx.work_dir) / "shingles")
+        members, blocks = self.verify(scan, pairs, ctx, shingles)
         self.resolution, clusters = resolve(members, self.report_clusters)
-        write_cluster_report(ctx, self.name, scan, clusters, self.report_clusters, similarity)
+        sample = clusters[:self.report_clusters]
+        shown = np.array([(c[0]["_row"], m["_row"]) for c in sample for m in c[1:]], dtype=np.int64).reshape(-1, 2)
+        similar = dict(zip(map(tuple, shown.tolist()), blocks.similarity(shown).tolist(), strict=True))
+        write_cluster_report(ctx, self.name, scan, clusters, self.report_clusters,
+                             lambda a, b: similar[(a, b)])
+        shutil.rmtree(shingles, ignore_errors=True)
 
     def spill_band_hashes(self, scan: Scan, spill: Path, ctx: StageContext) -> None:
         """Band hashes of every row with shingles, computed on the engine's workers, spilled per batch."""
@@ -459,52 +604,32 @@ class NearDedup(Stage):
         pairs = pl.concat(found).unique().sort(["a", "b"])
         return pairs.to_numpy().astype(np.int64)
 
-    def verify(self, scan: Scan, pairs: np.ndarray, mapper: Mapper
-               ) -> tuple[pl.DataFrame, Callable[[int, int], float]]:
-        """Check candidate pairs (numbers, then exact Jaccard) and cluster the verified ones. Only
-        candidate rows are held: their sorted unique 32-bit shingle hashes and numbers."""
+    def verify(self, scan: Scan, pairs: np.ndarray, ctx: StageContext, directory: Path
+               ) -> tuple[pl.DataFrame, ShingleBlocks]:
+        """Check candidate pairs on the workers (numbers and the whole row's exact Jaccard; then,
+        with `fields: split`, each side's, for the pairs whose whole rows passed: usually few) and
+        cluster the verified ones here. Clusters are connected components, so the pairs are checked
+        independently; the figures follow the sorted pair order as a sequential loop that skips
+        pairs already connected would count them (`connect`)."""
         cfg = self.config
-        wanted = unique_counts(pairs.reshape(-1))[0]
-        shingles, = _CandidateShingles.read(scan, wanted, cfg.ngram, mapper, ["_row", "_key"], whole_keys)
-        left, right = shingles.index(pairs[:, 0]), shingles.index(pairs[:, 1])
-        if cfg.match_numbers:
-            same = shingles.numbers[left] == shingles.numbers[right]
-            pairs, left, right = pairs[same], left[same], right[same]
-        sides = self._side_shingles(scan, wanted, mapper) if self.split else []
-        union = _UnionFind()
-        verified = split_rejected = 0
-        for a, b, ia, ib in zip(pairs[:, 0].tolist(), pairs[:, 1].tolist(), left.tolist(), right.tolist(),
-                                strict=True):
-            if union.find(a) == union.find(b):
-                continue
-            if shingles.jaccard(ia, ib) < cfg.threshold:
-                continue
-            if sides and any(side.jaccard(*side.index(np.array([a, b])).tolist()) < cfg.threshold for side in sides):
-                split_rejected += 1   # the whole rows are alike, but the prompts or the responses are not
-                continue
-            union.union(a, b)
-            verified += 1
-        self.figures["verified_pairs"] = verified
+        whole = ShingleBlocks.write(scan, unique_counts(pairs.reshape(-1))[0], _fresh_dir(directory / "whole"),
+                                    ctx, cfg.ngram, None, self.unit)
+        alike = pairs[whole.check(pairs, ctx, cfg.threshold, cfg.match_numbers, self.unit)]
+        side_ok = np.ones(len(alike), dtype=bool)
+        if self.split and len(alike):
+            sides = ShingleBlocks.write(scan, unique_counts(alike.reshape(-1))[0], _fresh_dir(directory / "sides"),
+                                        ctx, cfg.ngram, self.task, self.unit)
+            side_ok = sides.check(alike, ctx, cfg.threshold, False, self.unit)
+        clustered, cluster, merged, rejected = connect(alike, side_ok)
+        self.figures["verified_pairs"] = merged
         if self.split:
-            self.figures["rejected_by_side"] = split_rejected
-        clustered = np.array(sorted(union.parent), dtype=np.int64)
-        kept = [_slim(batch.filter(pa.array(np.isin(batch.column("_row").to_numpy(zero_copy_only=False), clustered))))
+            self.figures["rejected_by_side"] = rejected
+        kept = [_slim(batch.filter(pa.array(sorted_contains(clustered, batch.column("_row").to_numpy(zero_copy_only=False)))))
                 for batch in scan(MEMBER_COLUMNS)]
         members = _member_frame(kept).join(
-            pl.DataFrame({"_row": clustered, "cluster": [union.find(r) for r in clustered.tolist()]},
-                         schema={"_row": pl.Int64, "cluster": pl.Int64}), on="_row")
-
-        def similarity(a: int, b: int) -> float:
-            ia, ib = shingles.index(np.array([a, b]))
-            return shingles.jaccard(int(ia), int(ib))
-
-        return members, similarity
-
-    def _side_shingles(self, scan: Scan, wanted: np.ndarray, mapper: Mapper) -> list[_CandidateShingles]:
-        """Prompt-side and response-side shingles of the candidate rows (`fields: split`)."""
-        columns = ["_row", *text_columns(self.task)]
-        return _CandidateShingles.read(scan, wanted, self.config.ngram, mapper, columns,
-                                       functools.partial(side_keys, self.task))
+            pl.DataFrame({"_row": clustered, "cluster": cluster}, schema={"_row": pl.Int64, "cluster": pl.Int64}),
+            on="_row")
+        return members, whole
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         return apply_resolution(batch, self.resolution)
