@@ -1,0 +1,93 @@
+"""Per-text counts of character classes over a string Series, from one pass over the text.
+
+A regex `count_matches` scans the whole text once per class. Here the texts are decoded to code
+points once and each character's classes are looked up in a table (one bit per class), so langid's
+script counts and the token estimate cost one decode and one lookup however many classes they ask
+about. The table is made by asking polars' own regex engine about every code point, so a count here
+equals `str.count_matches(cls)` and a run count equals `str.count_matches(cls + "+")`, by
+construction (tests/test_charclass.py compares them).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+_CODE_POINTS = 0x110000
+_SURROGATES = (0xD800, 0xE000)        # not characters: no string holds them
+
+
+@functools.cache
+def class_table(classes: tuple[str, ...]) -> np.ndarray:
+    """Per code point, bit i set when the character matches `classes[i]` (a regex matching exactly
+    one character, e.g. r"\\p{Han}" or r"\\s"), as polars' regex engine decides. At most 8 classes."""
+    if len(classes) > 8:
+        raise ValueError(f"at most 8 classes per table, got {len(classes)}")
+    codes = np.concatenate([np.arange(_SURROGATES[0]), np.arange(_SURROGATES[1], _CODE_POINTS)]).astype(np.uint32)
+    data = codes.tobytes().decode("utf-32-le").encode("utf-8")
+    sizes = 1 + (codes >= 0x80) + (codes >= 0x800) + (codes >= 0x10000)
+    offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+    chars = pl.Series(pa.LargeStringArray.from_buffers(len(codes), pa.py_buffer(offsets), pa.py_buffer(data)))
+    table = np.zeros(_CODE_POINTS, dtype=np.uint8)
+    for bit, pattern in enumerate(classes):
+        table[codes[chars.str.contains(pattern).to_numpy()]] |= np.uint8(1 << bit)
+    return table
+
+
+@dataclass
+class CharClasses:
+    """The texts' characters one after another, each as its table bits, and each text's length and
+    end in that sequence (a null text is empty)."""
+
+    bits: np.ndarray
+    lengths: np.ndarray
+    ends: np.ndarray
+
+    @functools.cached_property
+    def present(self) -> int:
+        """The bits of the classes any character belongs to (the others count 0 without a pass)."""
+        return int(np.bitwise_or.reduce(self.bits)) if len(self.bits) else 0
+
+    def count(self, bit: int) -> np.ndarray:
+        """Per text, its characters of class `bit` (count_matches of the class)."""
+        if not self.present & (1 << bit):
+            return np.zeros(len(self.ends), dtype=np.int64)
+        return self._per_text((self.bits >> bit) & 1)
+
+    def runs(self, bit: int) -> np.ndarray:
+        """Per text, its maximal runs of class `bit` (count_matches of the class followed by `+`)."""
+        if not self.present & (1 << bit):
+            return np.zeros(len(self.ends), dtype=np.int64)
+        member = (self.bits >> bit) & 1
+        before = np.empty_like(member)              # whether the character before it, in the same text, is one
+        before[:1] = 0
+        before[1:] = member[:-1]
+        before[self.ends[self.lengths > 0] - self.lengths[self.lengths > 0]] = 0
+        return self._per_text(member & (1 - before))
+
+    def _per_text(self, flags: np.ndarray) -> np.ndarray:
+        """Per text, the sum of its characters' `flags` (0 or 1 each)."""
+        counts = np.zeros(len(self.ends), dtype=np.int64)
+        filled = self.lengths > 0
+        if filled.any():          # each nonempty text's characters run from its start to the next one's
+            counts[filled] = np.add.reduceat(flags, (self.ends - self.lengths)[filled], dtype=np.int32)
+        return counts
+
+
+def char_classes(texts: pl.Series, classes: tuple[str, ...]) -> CharClasses:
+    """`texts` decoded once (the Arrow data buffer of all texts as one UTF-8 string) and looked up in
+    class_table(classes)."""
+    texts = texts.fill_null("")
+    array = texts.rechunk().to_arrow()
+    if not pa.types.is_large_string(array.type):
+        array = array.cast(pa.large_string())
+    lengths = texts.str.len_chars().to_numpy().astype(np.int64)
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset:array.offset + len(array) + 1]
+    data = array.buffers()[2]
+    text = str(memoryview(data)[offsets[0]:offsets[-1]], "utf-8") if data is not None and len(array) else ""
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    return CharClasses(class_table(classes)[codes], lengths, np.cumsum(lengths))
