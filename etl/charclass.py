@@ -78,16 +78,19 @@ class CharClasses:
         return counts
 
 
-def char_classes(texts: pl.Series, classes: tuple[str, ...]) -> CharClasses:
-    """`texts` decoded once (the Arrow data buffer of all texts as one UTF-8 string) and looked up in
-    class_table(classes)."""
-    texts = texts.fill_null("")
-    array = texts.rechunk().to_arrow()
+def code_points(texts: pl.Series) -> np.ndarray:
+    """Every character's code point, the texts one after another (a null text is empty): the Arrow data
+    buffer of all texts decoded as one UTF-8 string, without a Python object per text."""
+    array = texts.fill_null("").rechunk().to_arrow()
     if not pa.types.is_large_string(array.type):
         array = array.cast(pa.large_string())
-    lengths = texts.str.len_chars().to_numpy().astype(np.int64)
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset:array.offset + len(array) + 1]
     data = array.buffers()[2]
     text = str(memoryview(data)[offsets[0]:offsets[-1]], "utf-8") if data is not None and len(array) else ""
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    return CharClasses(class_table(classes)[codes], lengths, np.cumsum(lengths))
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+def char_classes(texts: pl.Series, classes: tuple[str, ...]) -> CharClasses:
+    """`texts` decoded once (code_points) and looked up in class_table(classes)."""
+    lengths = texts.str.len_chars().fill_null(0).to_numpy().astype(np.int64)
+    return CharClasses(class_table(classes)[code_points(texts)], lengths, np.cumsum(lengths))

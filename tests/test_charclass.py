@@ -1,11 +1,8 @@
-"""etl.charclass against the regex counts it stands for (polars `str.count_matches`), on every line of
-the fixture and demo mirror files, adversarial strings and random code points; and the token estimate
-and langid's script counts against their regex definitions."""
+"""etl.charclass against the regex counts it stands for (polars `str.count_matches`) on the texts of
+tests/helpers_texts.py (fixture and demo mirror lines and documents, adversarial strings, random code
+points); and the token estimate and langid's script counts against their regex definitions."""
 
 from __future__ import annotations
-
-import random
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -13,40 +10,12 @@ import pytest
 from etl.charclass import char_classes, class_table
 from etl.stages.langid import SCRIPTS, WORD_SCRIPTS
 from etl.tokens import _CLASSES, CharEstimate
-
-ROOT = Path(__file__).resolve().parent.parent
-ADVERSARIAL = [
-    "", None, " ", "\u00a0\u3000\u2028\u2029\u0085\t\r\n\x0b\x0c", "\u200b\u200d\ufeff\u180e", "a", "中", "𠀀𪚥𰀀",
-    "😀👍🏽🇨🇳", "e\u0301 n\u0303", "ﬁ ǅ Ⅻ ª º", "Ａｂｃ１２３ ｶﾀｶﾅ ｰ", "、。「」〆々〇ー・", "ひらがな カタカナ 漢字",
-    "한국어 각 ㄱ", "Ελληνικά µ μ ϐ", "Кириллица ёЁ Ѐ", "العربية ١٢٣ ـ ﷺ", "\x00\x7f\x80\x9f", "\ue000\U000f0000\U0010ffff",
-    "abc中def", "中abc中", "ab\ncd", "a1b2c3", "ab" * 50 + "中" * 50 + "ab", "CT示右肺下叶结节，5mm", "Is 布洛芬 safe?",
-]
-
-
-def _fixture_lines() -> list[str]:
-    lines = []
-    for folder in (ROOT / "tests" / "fixtures", ROOT / "examples" / "mirror"):
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            lines += path.read_bytes().decode("utf-8", errors="replace").splitlines()
-    return lines
-
-
-def _random_texts(n: int = 3000) -> list[str]:
-    rng = random.Random(14)
-    pool = [c for s in ADVERSARIAL if s for c in s]
-
-    def char() -> str:
-        if rng.random() < 0.5:
-            return rng.choice(pool)
-        code = rng.randrange(0x110000 - 0x800)
-        return chr(code if code < 0xD800 else code + 0x800)      # no surrogates
-
-    return [("".join(char() for _ in range(rng.randrange(12))) if rng.random() > 0.05 else None) for _ in range(n)]
+from tests.helpers_texts import all_texts
 
 
 @pytest.fixture(scope="module")
 def texts() -> pl.Series:
-    return pl.Series([*ADVERSARIAL, *_fixture_lines(), *_random_texts()], dtype=pl.String)
+    return all_texts()
 
 
 @pytest.mark.parametrize("classes", [tuple(SCRIPTS.values()), _CLASSES, (r"\w", r"\d", r"[a-z]", r"\p{Lu}")])
