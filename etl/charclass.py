@@ -24,17 +24,15 @@ _SURROGATES = (0xD800, 0xE000)        # not characters: no string holds them
 @functools.cache
 def class_table(classes: tuple[str, ...]) -> np.ndarray:
     """Per code point, bit i set when the character matches `classes[i]` (a regex matching exactly
-    one character, e.g. r"\\p{Han}" or r"\\s"), as polars' regex engine decides. At most 8 classes."""
+    one character, e.g. r"\\p{Han}" or r"\\s"), as polars' regex engine decides: each class's
+    matches in one string of every character. At most 8 classes."""
     if len(classes) > 8:
         raise ValueError(f"at most 8 classes per table, got {len(classes)}")
     codes = np.concatenate([np.arange(_SURROGATES[0]), np.arange(_SURROGATES[1], _CODE_POINTS)]).astype(np.uint32)
-    data = codes.tobytes().decode("utf-32-le").encode("utf-8")
-    sizes = 1 + (codes >= 0x80) + (codes >= 0x800) + (codes >= 0x10000)
-    offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
-    chars = pl.Series(pa.LargeStringArray.from_buffers(len(codes), pa.py_buffer(offsets), pa.py_buffer(data)))
+    everything = pl.Series([codes.tobytes().decode("utf-32-le")])
     table = np.zeros(_CODE_POINTS, dtype=np.uint8)
     for bit, pattern in enumerate(classes):
-        table[codes[chars.str.contains(pattern).to_numpy()]] |= np.uint8(1 << bit)
+        table[code_points(everything.str.extract_all(pattern).explode().drop_nulls())] |= np.uint8(1 << bit)
     return table
 
 

@@ -1,6 +1,7 @@
 """langid: `lang` and `lang_score` for every row, deterministic, right on short and code-mixed text.
 
-Script counts, vectorised in polars, decide (bench/RESULTS.md measures this against lingua and
+Script counts, vectorised (one pass classifies every character, etl.charclass; the word and frame
+counts of mixed text are polars regexes), decide (bench/RESULTS.md measures this against lingua and
 langdetect on a labelled set):
 - a Han character, a kana or hangul character, or a word of a word-spaced script each count one
   unit; kana marks Japanese, whose Han characters then count as Japanese;
