@@ -19,6 +19,7 @@ import pyarrow as pa
 
 _CODE_POINTS = 0x110000
 _SURROGATES = (0xD800, 0xE000)        # not characters: no string holds them
+CHUNK_BYTES = 1 << 24                 # UTF-8 text decoded at a time by char_classes
 
 
 @functools.cache
@@ -89,6 +90,13 @@ def code_points(texts: pl.Series) -> np.ndarray:
 
 
 def char_classes(texts: pl.Series, classes: tuple[str, ...]) -> CharClasses:
-    """`texts` decoded once (code_points) and looked up in class_table(classes)."""
+    """`texts` decoded once (code_points) and looked up in class_table(classes), about CHUNK_BYTES
+    of text at a time so that the decoded copies (4 bytes a character) stay small; the classes take
+    one byte a character."""
     lengths = texts.str.len_chars().fill_null(0).to_numpy().astype(np.int64)
-    return CharClasses(class_table(classes)[code_points(texts)], lengths, np.cumsum(lengths))
+    table = class_table(classes)
+    sizes = np.cumsum(texts.str.len_bytes().fill_null(0).to_numpy().astype(np.int64))
+    cuts = np.unique(np.searchsorted(sizes, np.arange(CHUNK_BYTES, sizes[-1] if len(sizes) else 0, CHUNK_BYTES)))
+    bounds = [0, *(int(c) + 1 for c in cuts if c + 1 < len(texts)), len(texts)]
+    bits = [table[code_points(texts.slice(a, b - a))] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return CharClasses(np.concatenate(bits) if bits else np.zeros(0, dtype=np.uint8), lengths, np.cumsum(lengths))

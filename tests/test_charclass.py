@@ -4,9 +4,11 @@ points); and the token estimate and langid's script counts against their regex d
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 
+from etl import charclass
 from etl.charclass import char_classes, class_table
 from etl.stages.langid import SCRIPTS, WORD_SCRIPTS
 from etl.tokens import _CLASSES, CharEstimate
@@ -59,3 +61,13 @@ def test_langid_script_units_equal_their_regex_definition(texts: pl.Series) -> N
         counted = chars.runs(bit) if name in WORD_SCRIPTS else chars.count(bit)
         assert counted.tolist() == texts.str.count_matches(unit).fill_null(0).to_list(), name
         assert counted.sum() > 0, name
+
+
+@pytest.mark.parametrize("chunk", [1, 100, 5000])
+def test_texts_decoded_a_chunk_at_a_time_count_the_same(texts: pl.Series, chunk: int,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = char_classes(texts, tuple(SCRIPTS.values()))
+    monkeypatch.setattr(charclass, "CHUNK_BYTES", chunk)
+    chunked = char_classes(texts, tuple(SCRIPTS.values()))
+    assert np.array_equal(chunked.bits, whole.bits) and len(whole.bits) == whole.lengths.sum()
+    assert chunked.runs(3).tolist() == texts.str.count_matches(r"\p{Latin}+").fill_null(0).to_list()
