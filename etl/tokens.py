@@ -22,8 +22,11 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from etl.charclass import char_classes
 from etl.stages.text import row_text_series
 
+# What the estimate tells apart: a CJK character (one token each) and a space (none).
+_CLASSES = (r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]", r"\s")
 ESTIMATE_LABEL = "estimate (no tokenizer given): 1 token per CJK character + 1 per 4 other non-space characters"
 
 
@@ -36,10 +39,12 @@ class CharEstimate:
     label = ESTIMATE_LABEL
 
     def count(self, texts: pl.Series) -> pl.Series:
-        frame = pl.DataFrame({"t": texts})
-        cjk = pl.col("t").str.count_matches(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]")
-        other = pl.col("t").str.len_chars() - pl.col("t").str.count_matches(r"\s") - cjk
-        return frame.select((cjk + (other + 3) // 4).cast(pl.Int64)).to_series()
+        """Per text: its CJK characters + its other non-space characters / 4, rounded up (null stays null)."""
+        chars = char_classes(texts, _CLASSES)
+        cjk = chars.count(0)
+        other = chars.lengths - chars.count(1) - cjk
+        counts = pl.Series(cjk + (other + 3) // 4, dtype=pl.Int64)
+        return counts.set(texts.is_null(), None) if texts.null_count() else counts
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """langid: `lang` and `lang_score` for every row, deterministic, right on short and code-mixed text.
 
-Script counts, vectorised in polars, decide (bench/RESULTS.md measures this against lingua and
+Script counts, vectorised (one pass classifies every character, etl.charclass; the word and frame
+counts of mixed text are polars regexes), decide (bench/RESULTS.md measures this against lingua and
 langdetect on a labelled set):
 - a Han character, a kana or hangul character, or a word of a word-spaced script each count one
   unit; kana marks Japanese, whose Han characters then count as Japanese;
@@ -32,21 +33,22 @@ import pyarrow as pa
 from lingua import IsoCode639_1, LanguageDetector, LanguageDetectorBuilder
 
 from etl.catalog import LangIdConfig
+from etl.charclass import char_classes
 from etl.stages.base import Stage
 from etl.stages.text import dialogue_texts, text_columns
 
-# Unit patterns per script; the script a language is written in (Latin when not listed).
+# The letters of each script; the script a language is written in (Latin when not listed).
 SCRIPTS: dict[str, str] = {
     "Han": r"\p{Han}",
     "Kana": r"[\p{Hiragana}\p{Katakana}]",
     "Hangul": r"\p{Hangul}",
-    "Latin": r"\p{Latin}+",
-    "Cyrillic": r"\p{Cyrillic}+",
-    "Arabic": r"\p{Arabic}+",
-    "Greek": r"\p{Greek}+",
+    "Latin": r"\p{Latin}",
+    "Cyrillic": r"\p{Cyrillic}",
+    "Arabic": r"\p{Arabic}",
+    "Greek": r"\p{Greek}",
 }
-_COMMON = ("Han", "Latin")
-_RARE = r"[\p{Hiragana}\p{Katakana}\p{Hangul}\p{Cyrillic}\p{Arabic}\p{Greek}]"   # the SCRIPTS not in _COMMON
+# Scripts whose unit is a word (a run of letters); in the others each letter is a unit.
+WORD_SCRIPTS = ("Latin", "Cyrillic", "Arabic", "Greek")
 LANG_SCRIPT = {"zh": "Han", "ja": "Kana", "ko": "Hangul", "ru": "Cyrillic", "uk": "Cyrillic", "bg": "Cyrillic",
                "sr": "Cyrillic", "ar": "Arabic", "fa": "Arabic", "el": "Greek"}
 _LINGUA_CHARS = 2000
@@ -87,16 +89,10 @@ class LanguageTagger:
     def tag(self, texts: list[str] | pl.Series) -> tuple[list[str], np.ndarray]:
         series = pl.Series(texts, dtype=pl.String).fill_null("")
         names = list(SCRIPTS)
-        counts = np.zeros((len(series), len(names)), dtype=np.int64)
-        # Most rows hold no letter of the rarer scripts: one pass finds the rows that do, and only
-        # those are counted script by script.
-        rare = series.str.contains(_RARE).to_numpy()
-        some = series.filter(pl.Series(rare)) if rare.any() else None
-        for column, name in enumerate(names):
-            if name in _COMMON:
-                counts[:, column] = series.str.count_matches(SCRIPTS[name]).to_numpy()
-            elif some is not None:
-                counts[rare, column] = some.str.count_matches(SCRIPTS[name]).to_numpy()
+        # One pass over the text classifies every character by script (etl.charclass).
+        chars = char_classes(series, tuple(SCRIPTS.values()))
+        counts = np.stack([chars.runs(bit) if name in WORD_SCRIPTS else chars.count(bit)
+                           for bit, name in enumerate(names)], axis=1)
         kana, han, latin = names.index("Kana"), names.index("Han"), names.index("Latin")
         japanese = counts[:, kana] > 0
         counts[japanese, kana] += counts[japanese, han]
@@ -109,7 +105,7 @@ class LanguageTagger:
         if mixed.any():  # only the mixed rows pay for the word and frame counts
             rows = np.flatnonzero(mixed)
             sub = series.gather(rows)
-            words = sub.str.replace_all(_NOT_WORDS, " ").str.count_matches(SCRIPTS["Latin"]).to_numpy()
+            words = sub.str.replace_all(_NOT_WORDS, " ").str.count_matches(SCRIPTS["Latin"] + "+").to_numpy()
             weighted[rows, latin] = words + sub.str.count_matches(_EN_FRAME).to_numpy()  # ties go to Han (first)
             weighted[rows, han] += sub.str.count_matches(_ZH_FRAME).to_numpy()
         top = weighted.argmax(axis=1)

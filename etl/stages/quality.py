@@ -31,6 +31,7 @@ import polars as pl
 import pyarrow as pa
 
 from etl.catalog import QualityConfig, QualityThresholds
+from etl.charclass import code_points
 from etl.stages.base import DROP, Stage
 from etl.stages.text import column_text, row_text_series, text_columns
 
@@ -91,27 +92,36 @@ def char_repetition(texts: pl.Series, min_chars: int = 10) -> np.ndarray:
     index = np.flatnonzero(lengths >= min_chars)
     if not index.size:
         return result
-    codes = np.frombuffer("".join(texts.gather(index).to_list()).encode("utf-32-le"), dtype=np.uint32)
+    codes = code_points(texts.gather(index))
     size = lengths[index]
     starts = np.cumsum(size) - size
+    best = np.zeros(index.size, dtype=np.int32)
+    same = np.zeros(len(codes) + 1, dtype=bool)                 # the pad keeps every bound a valid index
+    bounds = np.empty(2 * index.size, dtype=np.int64)
+    bounds[0::2] = starts
     for p in _PERIODS:
         # pair (i - p, i) for i in start + p .. end - 1 of each text, i.e. same[start .. end - p - 1]
-        same = np.append(codes[p:] == codes[:-p], False)      # the pad keeps every bound a valid index
-        bounds = np.empty(2 * index.size, dtype=np.int64)
-        bounds[0::2], bounds[1::2] = starts, starts + size - p
-        sums = np.add.reduceat(same, bounds, dtype=np.int64)[0::2]
+        np.equal(codes[p:], codes[:-p], out=same[:len(codes) - p])
+        same[len(codes) - p:] = False
+        bounds[1::2] = starts + size - p
+        sums = np.add.reduceat(same[:len(codes) - p + 1], bounds, dtype=np.int32)[0::2]
         sums[size - p <= 0] = 0
-        result[index] = np.maximum(result[index], sums / size)
+        np.maximum(best, sums, out=best)
+    result[index] = best / size
     return result
 
 
 def line_repetition(texts: pl.Series, min_lines: int = 3) -> np.ndarray:
-    """Per text, the share of its non-empty lines that repeat an earlier line."""
-    frame = (pl.DataFrame({"row": np.arange(len(texts)), "line": texts.str.split("\n")})
+    """Per text, the share of its non-empty lines that repeat an earlier line (texts of fewer than
+    `min_lines` lines get 0, and are not split)."""
+    result = np.zeros(len(texts))
+    rows = np.flatnonzero(texts.str.count_matches("\n", literal=True).fill_null(0).to_numpy() >= min_lines - 1)
+    if not rows.size:
+        return result
+    frame = (pl.DataFrame({"row": rows, "line": texts.gather(rows).str.split("\n")})
              .explode("line").with_columns(pl.col("line").str.strip_chars())
              .filter(pl.col("line").is_not_null() & (pl.col("line") != ""))
              .group_by("row").agg(pl.len().alias("n"), pl.col("line").n_unique().alias("unique")))
-    result = np.zeros(len(texts))
     frame = frame.filter(pl.col("n") >= min_lines)
     if frame.height:
         result[frame["row"].to_numpy()] = (1 - frame["unique"] / frame["n"]).to_numpy()
@@ -147,7 +157,11 @@ class Quality(Stage):
         """Every measure per row (also what the benchmark and tests look at)."""
         whole, answer, question = row_parts(batch, self.task)
         lengths = whole.str.len_chars().to_numpy()
-        mojibake = lengths - whole.str.replace_all(_MOJIBAKE, "").str.len_chars().to_numpy()
+        mojibake = np.zeros(batch.num_rows, dtype=np.int64)
+        broken = np.flatnonzero(whole.str.contains(_MOJIBAKE).to_numpy())      # removed only where it occurs
+        if broken.size:
+            some = whole.gather(broken)
+            mojibake[broken] = (some.str.len_chars() - some.str.replace_all(_MOJIBAKE, "").str.len_chars()).to_numpy()
         answer_lengths = answer.str.len_chars().to_numpy().astype(np.int64)
         # Cleaning is the costly part: only answers short enough to be short or filler are cleaned (a
         # longer answer's length counts as it is), and for echo only pairs of similar length.

@@ -141,6 +141,9 @@ _GROUPS = (("web", _WEB_CUES, ("email", "url", "bare_domain", "ipv4")),
            ("cue", _CUE_WORDS, ("record_no", "id_cue", "social_id_zh", "social_id_en")),
            ("phone", _DIGIT_RUNS, ("cn_mobile", "cn_landline", "cn_service", "us_phone", "uk_phone", "cue_phone")),
            ("name", _NAME_CUES, ("name_signature", "name_cue", "name_patient", "name_dr")))
+# A row none of the web, ID, cue-word and digit prefilters finds is left alone by all those rules: one
+# scan of their alternation (true exactly where one of them matches) picks the rows they then scan.
+_ANY_NUMBER_CUE = "|".join(f"(?:{p})" for p in (_WEB_CUES, _ID_CANDIDATE, _CUE_WORDS, _DIGIT_RUNS))
 _BY_NAME = {rule.name: rule for rule in RULES}
 _TAGS = "<(?:" + "|".join(PLACEHOLDERS) + ")>"
 
@@ -204,16 +207,24 @@ def _rules(names: tuple[str, ...]) -> Callable[[pl.Series], pl.Series]:
     return step
 
 
+def _numbers(texts: pl.Series) -> pl.Series:
+    """Web addresses, verified resident IDs, cue-word ids and phone numbers, each group on the rows its
+    prefilter finds."""
+    out = _on_rows(texts, _WEB_CUES, _rules(_GROUPS[0][2]))
+    out = _on_rows(out, _ID_CANDIDATE, _redact_ids)
+    for _, prefilter, rule_names in _GROUPS[1:3]:
+        out = _on_rows(out, prefilter, _rules(rule_names))
+    return out
+
+
 def redact_strings(texts: pl.Series, names: bool = True) -> pl.Series:
     """Every rule over a string Series (nulls stay null): numbers after non-personal cue words are
     shielded; then web addresses, verified resident IDs, cue-word ids, phone numbers and names."""
     out = _on_rows(texts.clone(), SHIELD_CUES, lambda t: t.str.replace_all(
         f"({SHIELD_CUES})([：:＃#\\s]*)([0-9A-Za-z])", f"${{1}}${{2}}{_SHIELD}${{3}}"))
-    out = _on_rows(out, _WEB_CUES, _rules(_GROUPS[0][2]))
-    out = _on_rows(out, _ID_CANDIDATE, _redact_ids)
-    for group, prefilter, rule_names in _GROUPS[1:]:
-        if names or group != "name":
-            out = _on_rows(out, prefilter, _rules(rule_names))
+    out = _on_rows(out, _ANY_NUMBER_CUE, _numbers)
+    if names:
+        out = _on_rows(out, _GROUPS[3][1], _rules(_GROUPS[3][2]))
     return _on_rows(out, _SHIELD, lambda t: t.str.replace_all(_SHIELD, "", literal=True))
 
 
