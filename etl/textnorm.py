@@ -18,15 +18,29 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import opencc
 import polars as pl
 
+from etl.codepoints import (
+    CODE_POINTS,
+    Expansion,
+    all_characters,
+    decode,
+    encode,
+    per_character_nfkc,
+    span_hashes,
+)
+
 SEPARATOR_MARK = "\ue000"
-_DIGIT_SEPARATOR = r"(\d)[.\-/:](\d)"
+_SEPARATORS = r"[.\-/:]"
+_DIGIT_SEPARATOR = rf"(\d){_SEPARATORS}(\d)"
 # Punctuation, separators, controls and whitespace go; `%` and `‰` are units and stay.
 _KEY_DROP = r"[[\p{P}\p{Z}\p{Cc}\s]--[%‰]]"
 
@@ -35,8 +49,12 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff\u200b]")
 _ENTITY = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});")
 
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_WORD = f"[[\\p{{L}}\\p{{N}}]--[{_HAN}]]"
 # A unit: one Han character, or a run of other letters and digits, with decimals kept (`7.8`).
-_UNITS = f"[{_HAN}]|[[\\p{{L}}\\p{{N}}]--[{_HAN}]]+(?:[.]\\d+)*"
+_UNITS = f"[{_HAN}]|{_WORD}+(?:[.]\\d+)*"
+# One non-ASCII letter (a Han character, a kana) is a "character unit"; anything else (an English
+# word, a number) is a word unit.
+_CHARACTER_UNIT = r"^[\p{L}--\p{ASCII}]$"
 # A number's unit: a letter (mg, mmol) or a sign. Not a Chinese counter (3天, 2次): a typo next to
 # a number would then hide a duplicate, which the benchmark measured as the larger loss.
 _NUMBER = re.compile(f"\\d+(?:{SEPARATOR_MARK}\\d+)*[a-zμ%‰°]?")
@@ -61,14 +79,111 @@ def _t2s_patterns() -> tuple[list[str], list[str]]:
     return [chr(code) for code in table], list(table.values())
 
 
-def match_keys(texts: Sequence[str] | pl.Series) -> pl.Series:
-    """Matching keys of many texts at once (see the module docstring); empty for punctuation only."""
+def _replace_t2s(texts: pl.Series) -> pl.Series:
     sources, targets = _t2s_patterns()
-    keys = pl.Series("key", texts, dtype=pl.String).str.normalize("NFKC").str.to_lowercase()
+    return texts.str.replace_many(sources, targets)
+
+
+def _polars_match_keys(texts: pl.Series) -> pl.Series:
+    """The definition of the key on strings, in polars (the path of rows the tables do not cover)."""
+    keys = texts.str.normalize("NFKC").str.to_lowercase()
     # Twice, because matches cannot overlap: `1.2.3` needs a second pass for its second dot.
     for _ in range(2):
         keys = keys.str.replace_all(_DIGIT_SEPARATOR, f"${{1}}{SEPARATOR_MARK}${{2}}")
-    return keys.str.replace_all(_KEY_DROP, "").str.replace_many(sources, targets)
+    return _replace_t2s(keys.str.replace_all(_KEY_DROP, ""))
+
+
+# Bits of `_Tables.kind`: what polars' own regex classes say about one character.
+_DIGIT, _SEPARATOR, _DROP, _HAN_CHAR, _WORD_CHAR, _CHARACTER = 1, 2, 4, 8, 16, 32
+_KINDS = ((_DIGIT, r"\d"), (_SEPARATOR, _SEPARATORS), (_DROP, _KEY_DROP), (_HAN_CHAR, f"[{_HAN}]"),
+          (_WORD_CHAR, _WORD), (_CHARACTER, _CHARACTER_UNIT[1:-1]))
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """Per-code-point tables (index = code point) that fold a batch without touching strings.
+
+    `safe` marks the characters a row may consist of to take the table path: NFKC is per character
+    for them (codepoints.per_character_nfkc, and polars' NFKC of the character agrees with Python's),
+    and their NFKC holds no capital sigma (the one character whose lower case depends on its
+    neighbours). For a row of such characters, NFKC + lower case of the row is the concatenation of
+    `lower` of each character, and adding T→S gives `fold` of each, because replace_many with
+    one-character patterns is a per-character map (`t2s`; a character whose T→S is longer than one
+    character is not safe). Every entry is computed by running the polars string path on that one
+    character, so the tables follow polars' Unicode version, not Python's.
+    """
+
+    safe: np.ndarray
+    lower: Expansion
+    fold: Expansion
+    t2s: np.ndarray
+    kind: np.ndarray
+
+
+@cache
+def _tables() -> _Tables:
+    codes, chars = all_characters()
+    nfkc = chars.str.normalize("NFKC")
+    lowered = nfkc.str.to_lowercase()
+    folded = _replace_t2s(lowered)
+    t2s, t2s_offsets = decode(_replace_t2s(chars))
+    changed = (nfkc != chars).to_numpy()
+    python_agrees = np.ones(codes.size, dtype=bool)
+    python_agrees[changed] = [unicodedata.normalize("NFKC", chr(code)) == text
+                              for code, text in zip(codes[changed].tolist(), nfkc.filter(changed), strict=True)]
+    safe = np.zeros(CODE_POINTS, dtype=bool)
+    safe[codes] = (per_character_nfkc()[codes] & python_agrees
+                   & (folded.str.len_chars() == lowered.str.len_chars()).to_numpy()
+                   & ~nfkc.str.contains("\u03a3", literal=True).to_numpy())
+    kind = np.zeros(CODE_POINTS, dtype=np.uint8)
+    for bit, pattern in _KINDS:
+        kind[codes] |= np.where(chars.str.contains(f"^{pattern}$").to_numpy(), np.uint8(bit), np.uint8(0))
+    single = np.flatnonzero(np.diff(t2s_offsets) == 1)
+    t2s_table = np.arange(CODE_POINTS, dtype=np.uint32)
+    t2s_table[codes[single]] = t2s[t2s_offsets[single]]
+    return _Tables(safe, Expansion.of(codes, lowered), Expansion.of(codes, folded), t2s_table, kind)
+
+
+def _row_starts(offsets: np.ndarray, size: int) -> np.ndarray:
+    """Whether each position (and one past the end) begins a row."""
+    starts = np.zeros(size + 1, dtype=bool)
+    starts[offsets] = True
+    return starts
+
+
+def _table_rows(texts: pl.Series, values: np.ndarray, offsets: np.ndarray, tables: _Tables) -> np.ndarray:
+    """The rows the tables do not cover (a character outside `safe`, or null), as indices."""
+    unsafe = np.zeros(values.size + 1, dtype=np.int64)
+    np.cumsum(~tables.safe[values], out=unsafe[1:])
+    return np.flatnonzero((unsafe[offsets[1:]] != unsafe[offsets[:-1]]) | texts.is_null().to_numpy())
+
+
+def match_keys(texts: Sequence[str] | pl.Series) -> pl.Series:
+    """Matching keys of many texts at once (see the module docstring); empty for punctuation only.
+
+    Rows made of `_Tables.safe` characters are folded with the tables, the rest with the polars
+    string path; both give the same key. The digit separators: the regex replaces every separator
+    with a digit on both sides, because a separator it skips in the first pass (its left digit ended
+    the previous match, `1.2.3`) is matched in the second, and marking never turns a non-digit into a
+    digit; so marking every separator between two digits of the same row is the same."""
+    series = pl.Series("key", texts, dtype=pl.String)
+    tables = _tables()
+    values, offsets = decode(series)
+    fallback = _table_rows(series, values, offsets, tables)
+    lowered, offsets = tables.lower.expand(values, offsets)
+    digit = (tables.kind[lowered] & _DIGIT) != 0
+    starts = _row_starts(offsets, lowered.size)
+    between = np.zeros(lowered.size, dtype=bool)
+    between[1:-1] = digit[:-2] & digit[2:] & ~starts[1:-2] & ~starts[2:-1]
+    between &= (tables.kind[lowered] & _SEPARATOR) != 0
+    marked = np.where(between, np.uint32(ord(SEPARATOR_MARK)), lowered)
+    keep = (tables.kind[marked] & _DROP) == 0
+    kept = np.zeros(lowered.size + 1, dtype=np.int64)
+    np.cumsum(keep, out=kept[1:])
+    keys = encode(tables.t2s[marked[keep]], kept[offsets], "key")
+    if fallback.size:
+        keys.scatter(fallback, _polars_match_keys(series.gather(fallback)))
+    return keys
 
 
 def match_key(text: str) -> str:
@@ -78,9 +193,7 @@ def match_key(text: str) -> str:
 
 def fold_texts(texts: Sequence[str] | pl.Series) -> pl.Series:
     """NFKC, lower-cased, Traditional → Simplified; spacing and punctuation left in place."""
-    sources, targets = _t2s_patterns()
-    folded = pl.Series("text", texts, dtype=pl.String).str.normalize("NFKC").str.to_lowercase()
-    return folded.str.replace_many(sources, targets)
+    return _replace_t2s(pl.Series("text", texts, dtype=pl.String).str.normalize("NFKC").str.to_lowercase())
 
 
 def fold(text: str) -> str:
@@ -98,6 +211,85 @@ def match_unit_lists(texts: Sequence[str] | pl.Series) -> pl.Series:
 def match_units(text: str) -> list[str]:
     """`match_unit_lists` of one text."""
     return list(match_unit_lists([text])[0])
+
+
+def match_unit_codes(texts: Sequence[str] | pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""The units of `match_unit_lists` without making strings: a uint64 code of every unit of every
+    text, flat and in order (codepoints.span_hashes of the unit: equal units, equal codes), whether
+    each is a character unit (one non-ASCII letter), and each text's unit count.
+
+    Rows of `_Tables.safe` characters are folded with the tables and cut by the rule `_UNITS` spells,
+    read as a scan: a Han character is a unit; a letter or digit that does not continue the unit
+    before it starts one; it continues it when it follows another letter or digit of the run, or a
+    decimal point, or is a digit after a decimal's digits. A `.` is a decimal point when a letter or
+    digit precedes it and a digit follows: whatever unit holds the preceding character is then at the
+    end of its run (or of its decimal's digits), where the regex tries `[.]\d+`. The other rows go
+    through `match_unit_lists` and the same hash."""
+    series = pl.Series("text", texts, dtype=pl.String)
+    tables = _tables()
+    values, offsets = decode(series)
+    fallback = _table_rows(series, values, offsets, tables)
+    folded, offsets = tables.fold.expand(values, offsets)
+    kind = tables.kind[folded]
+    size = folded.size
+    follows = ~_row_starts(offsets, size)[:size]
+    digit, word = (kind & _DIGIT) != 0, (kind & _WORD_CHAR) != 0
+    prev_word, prev_digit, next_digit = (np.zeros(size, dtype=bool) for _ in range(3))
+    prev_word[1:] = word[:-1] & follows[1:]
+    prev_digit[1:] = digit[:-1] & follows[1:]
+    next_digit[:-1] = digit[1:] & follows[1:]
+    point = (folded == ord(".")) & prev_word & next_digit
+    after_point = np.zeros(size, dtype=bool)
+    after_point[1:] = point[:-1]
+    run_start = np.maximum.accumulate(np.where(digit & ~prev_digit, np.arange(size), 0))
+    decimal = digit & after_point[run_start]
+    prev_decimal = np.zeros(size, dtype=bool)
+    prev_decimal[1:] = decimal[:-1] & follows[1:]
+    continues = after_point | (prev_word & ~prev_decimal) | (prev_decimal & digit)
+    han = (kind & _HAN_CHAR) != 0
+    start = han | (word & ~continues)
+    member = han | word | point
+    firsts = np.flatnonzero(start[member])
+    lengths = np.diff(np.append(firsts, np.count_nonzero(member)))
+    codes = span_hashes(folded[member], lengths)
+    character = (lengths == 1) & ((kind[start] & _CHARACTER) != 0)
+    started = np.zeros(size + 1, dtype=np.int64)
+    np.cumsum(start, out=started[1:])
+    counts = started[offsets[1:]] - started[offsets[:-1]]
+    if not fallback.size:
+        return codes, character, counts
+    units = match_unit_lists(series.gather(fallback))
+    unit_values, unit_offsets = decode(units.explode().drop_nulls())
+    unit_lengths = np.diff(unit_offsets)
+    replaced = (span_hashes(unit_values, unit_lengths),
+                (unit_lengths == 1) & ((tables.kind[unit_values[unit_offsets[:-1]]] & _CHARACTER) != 0))
+    return _replace_rows((codes, character), counts, fallback, replaced,
+                         units.list.len().to_numpy().astype(np.int64))
+
+
+def _replace_rows(columns: tuple[np.ndarray, ...], counts: np.ndarray, rows: np.ndarray,
+                  replacements: tuple[np.ndarray, ...], replacement_counts: np.ndarray,
+                  ) -> tuple[np.ndarray, ...]:
+    """Flat per-row arrays (`counts` entries per row) with the entries of `rows` replaced by
+    `replacements` (`replacement_counts` entries for each of `rows`), and the new counts last."""
+    new_counts = counts.astype(np.int64)
+    new_counts[rows] = replacement_counts
+    new_starts = np.cumsum(new_counts) - new_counts
+    owner = np.repeat(np.arange(counts.size), counts)
+    kept = np.ones(counts.size, dtype=bool)
+    kept[rows] = False
+    kept = kept[owner]
+    old_places = new_starts[owner] + np.arange(owner.size) - (np.cumsum(counts) - counts)[owner]
+    moved_owner = np.repeat(rows, replacement_counts)
+    moved_places = new_starts[moved_owner] + np.arange(moved_owner.size) - np.repeat(
+        np.cumsum(replacement_counts) - replacement_counts, replacement_counts)
+    out = []
+    for column, replacement in zip(columns, replacements, strict=True):
+        merged = np.empty(int(new_counts.sum()), dtype=column.dtype)
+        merged[old_places[kept]] = column[kept]
+        merged[moved_places] = replacement
+        out.append(merged)
+    return (*out, new_counts)
 
 
 def numbers_in(key: str) -> list[str]:
