@@ -27,62 +27,66 @@ def decode(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     lengths = texts.str.len_chars().fill_null(0).to_numpy()
     offsets = np.zeros(texts.len() + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    joined = texts.str.join("", ignore_nulls=True).item() or ""
-    return np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32), offsets
+    array = texts.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(pa.large_string())
+    if not offsets[-1]:
+        return np.empty(0, dtype=np.uint32), offsets
+    bounds = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset:array.offset + len(array) + 1]
+    utf8 = memoryview(array.buffers()[2])[bounds[0]:bounds[-1]]
+    return np.frombuffer(str(utf8, "utf-8").encode("utf-32-le"), dtype=np.uint32), offsets
 
 
 def encode(values: np.ndarray, offsets: np.ndarray, name: str) -> pl.Series:
     """The inverse of `decode`: rows `values[offsets[i]:offsets[i + 1]]` as a String Series."""
-    data = values.astype(np.uint32, copy=False).tobytes().decode("utf-32-le").encode("utf-8")
-    width = 1 + (values >= 0x80).astype(np.int64) + (values >= 0x800) + (values >= 0x10000)
-    byte_ends = np.zeros(values.size + 1, dtype=np.int64)
-    np.cumsum(width, out=byte_ends[1:])
-    array = pa.LargeStringArray.from_buffers(offsets.size - 1, pa.py_buffer(byte_ends[offsets]), pa.py_buffer(data))
-    return pl.Series(name, array, dtype=pl.String)
+    text = str(memoryview(np.ascontiguousarray(values, dtype=np.uint32)), "utf-32-le")
+    bounds = offsets.tolist()
+    return pl.Series(name, [text[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)],
+                     dtype=pl.String)
 
 
 @dataclass(frozen=True)
 class Expansion:
     """A mapping of each code point to a string (index = code point), for `expand`."""
 
-    lengths: np.ndarray     # int64: characters each code point becomes
+    lengths: np.ndarray     # uint8: characters each code point becomes (at least one; NFKC: at most 18)
     first: np.ndarray       # uint32: the first of them
     starts: np.ndarray      # int64: where all of them start in `pool`
     pool: np.ndarray        # uint32
 
     @classmethod
     def of(cls, codes: np.ndarray, mapped: pl.Series) -> Expansion:
-        """The mapping `codes[i]` → `mapped[i]`; every other code point maps to itself."""
+        """The mapping `codes[i]` → `mapped[i]` (not empty); every other code point maps to itself."""
         pool, offsets = decode(mapped)
-        lengths, first = np.ones(CODE_POINTS, dtype=np.int64), np.arange(CODE_POINTS, dtype=np.uint32)
+        if (np.diff(offsets) == 0).any():
+            raise ValueError("a code point mapped to an empty string")
+        lengths, first = np.ones(CODE_POINTS, dtype=np.uint8), np.arange(CODE_POINTS, dtype=np.uint32)
         starts = np.zeros(CODE_POINTS, dtype=np.int64)
         lengths[codes], starts[codes] = np.diff(offsets), offsets[:-1]
-        present = lengths[codes] > 0
-        first[codes[present]] = pool[starts[codes[present]]]
+        first[codes] = pool[offsets[:-1]]
         return cls(lengths, first, starts, pool)
 
     def expand(self, values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows of code points (`decode`'s form) with every code point replaced by its string."""
-        lengths = self.lengths[values]
         mapped = self.first[values]
-        if (lengths == 1).all():
+        longer = np.flatnonzero(self.lengths[values] != 1)
+        if not longer.size:
             return mapped, offsets
-        ends = np.zeros(values.size + 1, dtype=np.int64)
-        np.cumsum(lengths, out=ends[1:])
-        mapped = np.repeat(mapped, lengths)
-        longer = np.flatnonzero(lengths > 1)
-        extra = lengths[longer] - 1
-        owner = np.repeat(longer, extra)
+        extra = self.lengths[values[longer]].astype(np.int64) - 1
+        owner = np.repeat(np.arange(longer.size), extra)
         step = 1 + np.arange(owner.size) - np.repeat(np.cumsum(extra) - extra, extra)
-        mapped[ends[owner] + step] = self.pool[self.starts[values[owner]] + step]
-        return mapped, ends[offsets]
+        mapped = np.insert(mapped, longer[owner] + 1, self.pool[self.starts[values[longer[owner]]] + step])
+        shift = np.zeros(longer.size + 1, dtype=np.int64)
+        np.cumsum(extra, out=shift[1:])
+        return mapped, offsets + shift[np.searchsorted(longer, offsets)]
 
 
 def all_characters() -> tuple[np.ndarray, pl.Series]:
     """Every code point except the surrogates, and each as a one-character string."""
     codes = np.arange(CODE_POINTS, dtype=np.uint32)
     codes = codes[(codes < SURROGATES.start) | (codes >= SURROGATES.stop)]
-    return codes, encode(codes, np.arange(codes.size + 1, dtype=np.int64), "char")
+    utf8 = str(memoryview(codes), "utf-32-le").encode("utf-8")
+    ends = np.cumsum(1 + (codes >= 0x80).astype(np.int64) + (codes >= 0x800) + (codes >= 0x10000))
+    array = pa.LargeStringArray.from_buffers(codes.size, pa.py_buffer(np.append(0, ends)), pa.py_buffer(utf8))
+    return codes, pl.Series("char", array)
 
 
 @cache
@@ -97,21 +101,24 @@ def per_character_nfkc() -> np.ndarray:
     assigned and nothing in its NFKD is either kind, so with such characters neither step can reach
     across a character boundary. Both properties are frozen by Unicode's stability policy for assigned
     characters, so a newer Unicode in polars cannot change them; characters assigned since Python's
-    version are unassigned here and left out.
+    version are unassigned here and left out, and so are planes 4-13 (unassigned in every version so
+    far; not looking at them makes the table quicker to build). Leaving a character out is always
+    exact: it only sends its rows down the string path.
     """
-    chars = list(map(chr, range(CODE_POINTS)))
-    decompositions = {code: d for code, d in enumerate(map(unicodedata.decomposition, chars)) if d}
-    seconds = np.zeros(CODE_POINTS, dtype=bool)
-    seconds[0x1161:0x1176] = seconds[0x11A8:0x11C3] = True
-    for parts in (d.split() for d in decompositions.values()):
-        if len(parts) == 2 and not parts[0].startswith("<"):
-            seconds[int(parts[1], 16)] = True
-    unsafe = seconds | np.fromiter(map(unicodedata.combining, chars), dtype=bool, count=CODE_POINTS)
-    safe = np.fromiter(map("Cn".__ne__, map(unicodedata.category, chars)), dtype=bool, count=CODE_POINTS)
+    examined = np.r_[0:0x40000, 0xE0000:CODE_POINTS]   # planes 4-13: nothing assigned in any version yet
+    chars = list(map(chr, examined.tolist()))
+    decomposed = [(char, d.split()) for char, d in zip(chars, map(unicodedata.decomposition, chars), strict=True)
+                  if d]
+    unsafe = np.zeros(CODE_POINTS, dtype=bool)
+    unsafe[0x1161:0x1176] = unsafe[0x11A8:0x11C3] = True
+    unsafe[[int(parts[1], 16) for _, parts in decomposed if len(parts) == 2 and not parts[0].startswith("<")]] = True
+    unsafe[examined] |= np.fromiter(map(unicodedata.combining, chars), dtype=bool, count=examined.size)
+    safe = np.zeros(CODE_POINTS, dtype=bool)
+    safe[examined] = np.fromiter(map("Cn".__ne__, map(unicodedata.category, chars)), dtype=bool, count=examined.size)
     safe[SURROGATES.start:SURROGATES.stop] = False
     safe &= ~unsafe
-    for code in decompositions:
-        safe[code] &= not unsafe[[ord(p) for p in unicodedata.normalize("NFKD", chars[code])]].any()
+    for char, _ in decomposed:
+        safe[ord(char)] &= not unsafe[[ord(p) for p in unicodedata.normalize("NFKD", char)]].any()
     return safe
 
 
@@ -125,21 +132,34 @@ def _mix(values: np.ndarray) -> np.ndarray:
 
 
 @cache
-def _character_hashes() -> np.ndarray:
+def _character_mix() -> np.ndarray:
     return _mix(np.arange(CODE_POINTS, dtype=np.uint64))
 
 
-def span_hashes(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """A uint64 hash of each span of code points (`values` is the spans concatenated, `lengths` their
-    sizes, all > 0): a polynomial over each character's own 64-bit hash, with the length, mixed. Equal
-    spans give equal hashes in every process; distinct spans collide with probability about 2⁻⁶⁴."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    if not lengths.size:
-        return np.empty(0, dtype=np.uint64)
-    starts = np.zeros(lengths.size, dtype=np.int64)
-    np.cumsum(lengths[:-1], out=starts[1:])
-    position = np.arange(values.size, dtype=np.int64) - np.repeat(starts, lengths)
+def _polynomial(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
+        positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+        steps = positions - np.repeat(starts, lengths)
         powers = np.cumprod(np.full(int(lengths.max()), _U64(0x100000001B3), dtype=np.uint64)) * _U64(0x9E3779B1)
-        terms = _character_hashes()[values] * powers[position]
-        return _mix(np.add.reduceat(terms, starts) ^ lengths.astype(np.uint64))
+        terms = _character_mix()[values[positions]] * powers[steps]
+        return _mix(np.add.reduceat(terms, np.cumsum(lengths) - lengths) ^ lengths.astype(np.uint64))
+
+
+@cache
+def _character_hashes() -> np.ndarray:
+    """`span_hashes` of every one-character span, by code point."""
+    codes = np.arange(CODE_POINTS, dtype=np.uint32)
+    return _polynomial(codes, np.arange(CODE_POINTS, dtype=np.int64), np.ones(CODE_POINTS, dtype=np.int64))
+
+
+def span_hashes(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """A uint64 hash of each span `values[starts[i]:starts[i] + lengths[i]]` of code points (lengths
+    > 0): a polynomial over each character's own 64-bit hash, with the length, mixed. Equal spans give
+    equal hashes in every process; distinct spans collide with probability about 2⁻⁶⁴. One-character
+    spans (most units) are looked up in a table made by the same formula."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    hashes = _character_hashes()[values[starts]]
+    longer = np.flatnonzero(lengths > 1)
+    if longer.size:
+        hashes[longer] = _polynomial(values, starts[longer], lengths[longer])
+    return hashes

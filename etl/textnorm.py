@@ -153,9 +153,8 @@ def _row_starts(offsets: np.ndarray, size: int) -> np.ndarray:
 
 def _table_rows(texts: pl.Series, values: np.ndarray, offsets: np.ndarray, tables: _Tables) -> np.ndarray:
     """The rows the tables do not cover (a character outside `safe`, or null), as indices."""
-    unsafe = np.zeros(values.size + 1, dtype=np.int64)
-    np.cumsum(~tables.safe[values], out=unsafe[1:])
-    return np.flatnonzero((unsafe[offsets[1:]] != unsafe[offsets[:-1]]) | texts.is_null().to_numpy())
+    unsafe = np.unique(np.searchsorted(offsets, np.flatnonzero(~tables.safe[values]), side="right") - 1)
+    return np.union1d(unsafe, np.flatnonzero(texts.is_null().to_numpy()))
 
 
 def match_keys(texts: Sequence[str] | pl.Series) -> pl.Series:
@@ -171,16 +170,16 @@ def match_keys(texts: Sequence[str] | pl.Series) -> pl.Series:
     values, offsets = decode(series)
     fallback = _table_rows(series, values, offsets, tables)
     lowered, offsets = tables.lower.expand(values, offsets)
-    digit = (tables.kind[lowered] & _DIGIT) != 0
+    kind = tables.kind[lowered]
+    separator = np.flatnonzero(kind & _SEPARATOR)
+    separator = separator[(separator > 0) & (separator < lowered.size - 1)]
     starts = _row_starts(offsets, lowered.size)
-    between = np.zeros(lowered.size, dtype=bool)
-    between[1:-1] = digit[:-2] & digit[2:] & ~starts[1:-2] & ~starts[2:-1]
-    between &= (tables.kind[lowered] & _SEPARATOR) != 0
-    marked = np.where(between, np.uint32(ord(SEPARATOR_MARK)), lowered)
-    keep = (tables.kind[marked] & _DROP) == 0
-    kept = np.zeros(lowered.size + 1, dtype=np.int64)
-    np.cumsum(keep, out=kept[1:])
-    keys = encode(tables.t2s[marked[keep]], kept[offsets], "key")
+    between = separator[(kind[separator - 1] & kind[separator + 1] & _DIGIT).astype(bool)
+                        & ~starts[separator] & ~starts[separator + 1]]
+    lowered[between] = ord(SEPARATOR_MARK)
+    kind[between] = tables.kind[ord(SEPARATOR_MARK)]
+    dropped = np.flatnonzero(kind & _DROP)
+    keys = encode(tables.t2s[np.delete(lowered, dropped)], offsets - np.searchsorted(dropped, offsets), "key")
     if fallback.size:
         keys.scatter(fallback, _polars_match_keys(series.gather(fallback)))
     return keys
@@ -231,37 +230,41 @@ def match_unit_codes(texts: Sequence[str] | pl.Series) -> tuple[np.ndarray, np.n
     fallback = _table_rows(series, values, offsets, tables)
     folded, offsets = tables.fold.expand(values, offsets)
     kind = tables.kind[folded]
-    size = folded.size
-    follows = ~_row_starts(offsets, size)[:size]
-    digit, word = (kind & _DIGIT) != 0, (kind & _WORD_CHAR) != 0
-    prev_word, prev_digit, next_digit = (np.zeros(size, dtype=bool) for _ in range(3))
-    prev_word[1:] = word[:-1] & follows[1:]
-    prev_digit[1:] = digit[:-1] & follows[1:]
-    next_digit[:-1] = digit[1:] & follows[1:]
-    point = (folded == ord(".")) & prev_word & next_digit
-    after_point = np.zeros(size, dtype=bool)
-    after_point[1:] = point[:-1]
-    run_start = np.maximum.accumulate(np.where(digit & ~prev_digit, np.arange(size), 0))
-    decimal = digit & after_point[run_start]
-    prev_decimal = np.zeros(size, dtype=bool)
-    prev_decimal[1:] = decimal[:-1] & follows[1:]
-    continues = after_point | (prev_word & ~prev_decimal) | (prev_decimal & digit)
-    han = (kind & _HAN_CHAR) != 0
-    start = han | (word & ~continues)
-    member = han | word | point
-    firsts = np.flatnonzero(start[member])
-    lengths = np.diff(np.append(firsts, np.count_nonzero(member)))
-    codes = span_hashes(folded[member], lengths)
-    character = (lengths == 1) & ((kind[start] & _CHARACTER) != 0)
-    started = np.zeros(size + 1, dtype=np.int64)
-    np.cumsum(start, out=started[1:])
-    counts = started[offsets[1:]] - started[offsets[:-1]]
+    word = (kind & _WORD_CHAR) != 0
+    start = word.copy()
+    start[1:] &= ~word[:-1]
+    firsts = offsets[:-1][offsets[:-1] < folded.size]
+    start[firsts] = word[firsts]
+    # Decimal points and the digits after each (sparse: looked up by position).
+    point = np.flatnonzero(folded == ord("."))
+    row = np.searchsorted(offsets, point, side="right") - 1
+    point = point[(offsets[row] < point) & (point + 1 < offsets[row + 1])]
+    point = point[word[point - 1] & ((kind[point + 1] & _DIGIT) != 0)]
+    digits = np.flatnonzero(kind & _DIGIT)
+    runs_on = (digits[1:] == digits[:-1] + 1) & (np.searchsorted(offsets, digits[1:], side="right")
+                                                  == np.searchsorted(offsets, digits[:-1], side="right"))
+    run_ends = np.append(np.flatnonzero(~runs_on), digits.size - 1)
+    last = digits[run_ends[np.searchsorted(run_ends, np.searchsorted(digits, point + 1))]]
+    start[point + 1] = False
+    after = last + 1
+    after = after[after < folded.size]
+    after = after[word[after] & (np.searchsorted(offsets, after, side="right")
+                                 == np.searchsorted(offsets, after - 1, side="right"))]
+    start[after] = True
+    start |= (kind & _HAN_CHAR) != 0
+    member = word | start
+    member[point] = True
+    unit_starts = np.flatnonzero(start)
+    lengths = np.diff(np.append(np.flatnonzero(start[member]), np.count_nonzero(member)))
+    codes = span_hashes(folded, unit_starts, lengths)
+    character = (lengths == 1) & ((kind[unit_starts] & _CHARACTER) != 0)
+    counts = np.diff(np.searchsorted(unit_starts, offsets))
     if not fallback.size:
         return codes, character, counts
     units = match_unit_lists(series.gather(fallback))
     unit_values, unit_offsets = decode(units.explode().drop_nulls())
     unit_lengths = np.diff(unit_offsets)
-    replaced = (span_hashes(unit_values, unit_lengths),
+    replaced = (span_hashes(unit_values, unit_offsets[:-1], unit_lengths),
                 (unit_lengths == 1) & ((tables.kind[unit_values[unit_offsets[:-1]]] & _CHARACTER) != 0))
     return _replace_rows((codes, character), counts, fallback, replaced,
                          units.list.len().to_numpy().astype(np.int64))
