@@ -64,10 +64,11 @@ class Expansion:
         first[codes] = pool[offsets[:-1]]
         return cls(lengths, first, starts, pool)
 
-    def expand(self, values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of code points (`decode`'s form) with every code point replaced by its string."""
+    def expand(self, values: np.ndarray, offsets: np.ndarray, longer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of code points (`decode`'s form) with every code point replaced by its string;
+        `longer` are the positions of the code points that map to more than one character (the
+        caller finds them together with its other look-ups)."""
         mapped = self.first[values]
-        longer = np.flatnonzero(self.lengths[values] != 1)
         if not longer.size:
             return mapped, offsets
         extra = self.lengths[values[longer]].astype(np.int64) - 1

@@ -99,24 +99,25 @@ _KINDS = ((_DIGIT, r"\d"), (_SEPARATOR, _SEPARATORS), (_DROP, _KEY_DROP), (_HAN_
           (_WORD_CHAR, _WORD), (_CHARACTER, _CHARACTER_UNIT[1:-1]))
 
 
+_UNSAFE, _LONGER = 1, 2     # bits of `_Tables.flags`
+
+
 @dataclass(frozen=True)
 class _Tables:
     """Per-code-point tables (index = code point) that fold a batch without touching strings.
 
-    `safe` marks the characters a row may consist of to take the table path: NFKC is per character
-    for them (codepoints.per_character_nfkc, and polars' NFKC of the character agrees with Python's),
-    and their NFKC holds no capital sigma (the one character whose lower case depends on its
-    neighbours). For a row of such characters, NFKC + lower case of the row is the concatenation of
-    `lower` of each character, and adding T→S gives `fold` of each, because replace_many with
-    one-character patterns is a per-character map (`t2s`; a character whose T→S is longer than one
-    character is not safe). Every entry is computed by running the polars string path on that one
-    character, so the tables follow polars' Unicode version, not Python's.
+    A row takes the table path when none of its characters is `_UNSAFE`: NFKC is per character for
+    them (codepoints.per_character_nfkc, and polars' NFKC of the character agrees with Python's), and
+    their NFKC holds no capital sigma (the one character whose lower case depends on its neighbours).
+    For such a row, NFKC + lower case + T→S of the row is the concatenation of `fold` of each
+    character, because T→S (replace_many with one-character patterns) is a per-character map; a
+    character whose T→S is longer than one character is unsafe too. Every entry is computed by
+    running the polars string path on that one character, so the tables follow polars' Unicode
+    version, not Python's. `kind` holds polars' own regex classes of each character.
     """
 
-    safe: np.ndarray
-    lower: Expansion
+    flags: np.ndarray
     fold: Expansion
-    t2s: np.ndarray
     kind: np.ndarray
 
 
@@ -126,60 +127,65 @@ def _tables() -> _Tables:
     nfkc = chars.str.normalize("NFKC")
     lowered = nfkc.str.to_lowercase()
     folded = _replace_t2s(lowered)
-    t2s, t2s_offsets = decode(_replace_t2s(chars))
     changed = (nfkc != chars).to_numpy()
     python_agrees = np.ones(codes.size, dtype=bool)
     python_agrees[changed] = [unicodedata.normalize("NFKC", chr(code)) == text
                               for code, text in zip(codes[changed].tolist(), nfkc.filter(changed), strict=True)]
-    safe = np.zeros(CODE_POINTS, dtype=bool)
-    safe[codes] = (per_character_nfkc()[codes] & python_agrees
-                   & (folded.str.len_chars() == lowered.str.len_chars()).to_numpy()
-                   & ~nfkc.str.contains("\u03a3", literal=True).to_numpy())
+    safe = (per_character_nfkc()[codes] & python_agrees
+            & (folded.str.len_chars() == lowered.str.len_chars()).to_numpy()
+            & ~nfkc.str.contains("\u03a3", literal=True).to_numpy())
+    flags = np.full(CODE_POINTS, _UNSAFE, dtype=np.uint8)
+    flags[codes] = np.where(safe, 0, _UNSAFE) | np.where((folded.str.len_chars() > 1).to_numpy(), _LONGER, 0)
     kind = np.zeros(CODE_POINTS, dtype=np.uint8)
     for bit, pattern in _KINDS:
         kind[codes] |= np.where(chars.str.contains(f"^{pattern}$").to_numpy(), np.uint8(bit), np.uint8(0))
-    single = np.flatnonzero(np.diff(t2s_offsets) == 1)
-    t2s_table = np.arange(CODE_POINTS, dtype=np.uint32)
-    t2s_table[codes[single]] = t2s[t2s_offsets[single]]
-    return _Tables(safe, Expansion.of(codes, lowered), Expansion.of(codes, folded), t2s_table, kind)
+    return _Tables(flags, Expansion.of(codes, folded), kind)
 
 
-def _row_starts(offsets: np.ndarray, size: int) -> np.ndarray:
-    """Whether each position (and one past the end) begins a row."""
-    starts = np.zeros(size + 1, dtype=bool)
-    starts[offsets] = True
-    return starts
+def _fold_rows(texts: pl.Series, tables: _Tables) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NFKC + lower case + T→S of every row by the tables, as code points and row offsets (`decode`'s
+    form), and the rows the tables do not cover (a character outside the safe set, or null), which
+    the caller must take from the string path."""
+    values, offsets = decode(texts)
+    flags = tables.flags[values]
+    flagged = np.flatnonzero(flags)
+    unsafe = flagged[(flags[flagged] & _UNSAFE) != 0]
+    fallback = np.union1d(np.searchsorted(offsets, unsafe, side="right") - 1,
+                          np.flatnonzero(texts.is_null().to_numpy()))
+    folded, offsets = tables.fold.expand(values, offsets, flagged[(flags[flagged] & _LONGER) != 0])
+    return folded, offsets, fallback
 
 
-def _table_rows(texts: pl.Series, values: np.ndarray, offsets: np.ndarray, tables: _Tables) -> np.ndarray:
-    """The rows the tables do not cover (a character outside `safe`, or null), as indices."""
-    unsafe = np.unique(np.searchsorted(offsets, np.flatnonzero(~tables.safe[values]), side="right") - 1)
-    return np.union1d(unsafe, np.flatnonzero(texts.is_null().to_numpy()))
+def _inside_rows(positions: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Whether each position has a neighbour on both sides in its own row."""
+    row = np.searchsorted(offsets, positions, side="right") - 1
+    return (offsets[row] < positions) & (positions + 1 < offsets[row + 1])
 
 
 def match_keys(texts: Sequence[str] | pl.Series) -> pl.Series:
     """Matching keys of many texts at once (see the module docstring); empty for punctuation only.
 
-    Rows made of `_Tables.safe` characters are folded with the tables, the rest with the polars
-    string path; both give the same key. The digit separators: the regex replaces every separator
-    with a digit on both sides, because a separator it skips in the first pass (its left digit ended
-    the previous match, `1.2.3`) is matched in the second, and marking never turns a non-digit into a
-    digit; so marking every separator between two digits of the same row is the same."""
+    Rows the tables cover (`_Tables`) are folded with them, the rest with the polars string path;
+    both give the same key. The tables apply T→S before the separators are marked and punctuation
+    dropped, which is the same because T→S maps characters that are no digit, separator or dropped
+    character to such characters (a test checks the whole table). The digit separators: the regex
+    replaces every separator with a digit on both sides, because a separator it skips in the first
+    pass (its left digit ended the previous match, `1.2.3`) is matched in the second, and marking
+    never turns a non-digit into a digit; so marking every separator between two digits of the same
+    row is the same."""
     series = pl.Series("key", texts, dtype=pl.String)
     tables = _tables()
-    values, offsets = decode(series)
-    fallback = _table_rows(series, values, offsets, tables)
-    lowered, offsets = tables.lower.expand(values, offsets)
-    kind = tables.kind[lowered]
-    separator = np.flatnonzero(kind & _SEPARATOR)
-    separator = separator[(separator > 0) & (separator < lowered.size - 1)]
-    starts = _row_starts(offsets, lowered.size)
-    between = separator[(kind[separator - 1] & kind[separator + 1] & _DIGIT).astype(bool)
-                        & ~starts[separator] & ~starts[separator + 1]]
-    lowered[between] = ord(SEPARATOR_MARK)
-    kind[between] = tables.kind[ord(SEPARATOR_MARK)]
-    dropped = np.flatnonzero(kind & _DROP)
-    keys = encode(tables.t2s[np.delete(lowered, dropped)], offsets - np.searchsorted(dropped, offsets), "key")
+    folded, offsets, fallback = _fold_rows(series, tables)
+    kind = tables.kind[folded]
+    special = np.flatnonzero(kind & (_SEPARATOR | _DROP))
+    between = special[(kind[special] & _SEPARATOR) != 0]
+    between = between[_inside_rows(between, offsets)]
+    between = between[(kind[between - 1] & kind[between + 1] & _DIGIT) != 0]
+    folded[between] = ord(SEPARATOR_MARK)
+    drop = (kind[special] & _DROP) != 0
+    drop[np.searchsorted(special, between)] = (tables.kind[ord(SEPARATOR_MARK)] & _DROP) != 0
+    dropped = special[drop]
+    keys = encode(np.delete(folded, dropped), offsets - np.searchsorted(dropped, offsets), "key")
     if fallback.size:
         keys.scatter(fallback, _polars_match_keys(series.gather(fallback)))
     return keys
@@ -226,9 +232,7 @@ def match_unit_codes(texts: Sequence[str] | pl.Series) -> tuple[np.ndarray, np.n
     through `match_unit_lists` and the same hash."""
     series = pl.Series("text", texts, dtype=pl.String)
     tables = _tables()
-    values, offsets = decode(series)
-    fallback = _table_rows(series, values, offsets, tables)
-    folded, offsets = tables.fold.expand(values, offsets)
+    folded, offsets, fallback = _fold_rows(series, tables)
     kind = tables.kind[folded]
     word = (kind & _WORD_CHAR) != 0
     start = word.copy()
@@ -237,8 +241,7 @@ def match_unit_codes(texts: Sequence[str] | pl.Series) -> tuple[np.ndarray, np.n
     start[firsts] = word[firsts]
     # Decimal points and the digits after each (sparse: looked up by position).
     point = np.flatnonzero(folded == ord("."))
-    row = np.searchsorted(offsets, point, side="right") - 1
-    point = point[(offsets[row] < point) & (point + 1 < offsets[row + 1])]
+    point = point[_inside_rows(point, offsets)]
     point = point[word[point - 1] & ((kind[point + 1] & _DIGIT) != 0)]
     digits = np.flatnonzero(kind & _DIGIT)
     runs_on = (digits[1:] == digits[:-1] + 1) & (np.searchsorted(offsets, digits[1:], side="right")

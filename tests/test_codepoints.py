@@ -83,10 +83,21 @@ def every_character() -> pl.Series:
 
 
 def test_the_tables_cover_the_common_characters():
-    safe = textnorm._tables().safe
+    safe = (textnorm._tables().flags & textnorm._UNSAFE) == 0
     assert safe.sum() > 270_000
     assert all(safe[ord(c)] for c in "aZ0.%頭头가ｶ１℃㎎ﬁ😀\ue000\x00\n")
-    assert not any(safe[ord(c)] for c in "\u0301\u1161\u11a8\u3099Σ\U0001d6ba\u0b3e\ud800")
+    assert not any(safe[ord(c)] for c in "\u0301\u1161\u11a8\u3099Σ\U0001d6ba\u0b3e\ud800\U00050000")
+
+
+def test_t2s_commutes_with_marking_and_dropping():
+    """The tables apply T→S first: exact only while no character T→S touches is a digit, a
+    separator or a dropped character, and the separator mark is left alone."""
+    kind = textnorm._tables().kind
+    sources, targets = textnorm._t2s_patterns()
+    touched = np.array([ord(c) for c in sources + targets], dtype=np.int64)
+    assert not (kind[touched] & (textnorm._DIGIT | textnorm._SEPARATOR | textnorm._DROP)).any()
+    assert textnorm.SEPARATOR_MARK not in sources
+    assert all(len(t) == 1 for t in targets)
 
 
 def test_every_code_point_keys_as_polars(every_character):
