@@ -1,7 +1,6 @@
 """Texts as NumPy arrays of code points, for folding a whole batch with table look-ups.
 
-A batch of texts becomes one uint32 array of code points plus row offsets (and back, straight into an
-Arrow string array), so a per-character mapping is one fancy-indexing step instead of a pass of
+A batch of texts becomes one uint32 array of code points plus row offsets (and back), so a per-character mapping is one fancy-indexing step instead of a pass of
 Unicode normalisation over strings. That is only exact for characters whose normalisation does not
 depend on their neighbours: `per_character_nfkc` is that set, and textnorm sends every row holding any
 other character down its string path unchanged.
@@ -49,7 +48,7 @@ class Expansion:
 
     lengths: np.ndarray     # uint8: characters each code point becomes (at least one; NFKC: at most 18)
     first: np.ndarray       # uint32: the first of them
-    starts: np.ndarray      # int64: where all of them start in `pool`
+    starts: np.ndarray      # int32: where all of them start in `pool`
     pool: np.ndarray        # uint32
 
     @classmethod
@@ -59,7 +58,7 @@ class Expansion:
         if (np.diff(offsets) == 0).any():
             raise ValueError("a code point mapped to an empty string")
         lengths, first = np.ones(CODE_POINTS, dtype=np.uint8), np.arange(CODE_POINTS, dtype=np.uint32)
-        starts = np.zeros(CODE_POINTS, dtype=np.int64)
+        starts = np.zeros(CODE_POINTS, dtype=np.int32)
         lengths[codes], starts[codes] = np.diff(offsets), offsets[:-1]
         first[codes] = pool[offsets[:-1]]
         return cls(lengths, first, starts, pool)

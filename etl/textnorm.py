@@ -7,8 +7,10 @@ Digits and units are kept as they are, and so is a separator between two digits 
 `120/80`, as one private-use mark), so "阿司匹林100mg" and "阿司匹林300mg", or "7.8" and "78", never
 share a key.
 
-Keys are computed a batch at a time with polars (Rust, multi-threaded): measured 3× faster than the
-same steps in Python (`unicodedata` + `str.translate`). Traditional → Simplified uses OpenCC's own
+Keys and units are computed a batch at a time. Their definition is the polars string path (Rust:
+measured 3× faster than the same steps in Python, `unicodedata` + `str.translate`); most rows take
+an exact shortcut instead, per-code-point tables in NumPy (`_Tables`, about 2× less CPU again; tests
+compare both paths on every code point). Traditional → Simplified uses OpenCC's own
 character table (the one `opencc-python-reimplemented` ships) rather than OpenCC's phrase-level
 `convert`, which bench/RESULTS.md measures at two orders of magnitude slower; for a matching key what
 matters is that both spellings map to one key, which a character table guarantees.
@@ -97,9 +99,8 @@ def _polars_match_keys(texts: pl.Series) -> pl.Series:
 _DIGIT, _SEPARATOR, _DROP, _HAN_CHAR, _WORD_CHAR, _CHARACTER = 1, 2, 4, 8, 16, 32
 _KINDS = ((_DIGIT, r"\d"), (_SEPARATOR, _SEPARATORS), (_DROP, _KEY_DROP), (_HAN_CHAR, f"[{_HAN}]"),
           (_WORD_CHAR, _WORD), (_CHARACTER, _CHARACTER_UNIT[1:-1]))
-
-
-_UNSAFE, _LONGER = 1, 2     # bits of `_Tables.flags`
+# Bits of `_Tables.flags`: the character sends its row down the string path; it folds to several.
+_UNSAFE, _LONGER = 1, 2
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ def match_unit_codes(texts: Sequence[str] | pl.Series) -> tuple[np.ndarray, np.n
     text, flat and in order (codepoints.span_hashes of the unit: equal units, equal codes), whether
     each is a character unit (one non-ASCII letter), and each text's unit count.
 
-    Rows of `_Tables.safe` characters are folded with the tables and cut by the rule `_UNITS` spells,
+    Rows the tables cover (`_Tables`) are folded with them and cut by the rule `_UNITS` spells,
     read as a scan: a Han character is a unit; a letter or digit that does not continue the unit
     before it starts one; it continues it when it follows another letter or digit of the run, or a
     decimal point, or is a digit after a decimal's digits. A `.` is a decimal point when a letter or
