@@ -18,6 +18,10 @@ import pyarrow as pa
 
 CODE_POINTS = 0x110000
 SURROGATES = range(0xD800, 0xE000)
+# The code points tables are made for: all but the surrogates and planes 4-13, where no Unicode
+# version has put a character yet (leaving them out halves the work of building a table; a character
+# left out only sends its rows down the string path).
+EXAMINED = np.r_[0:SURROGATES.start, SURROGATES.stop:0x40000, 0xE0000:CODE_POINTS]
 _U64 = np.uint64
 
 
@@ -79,14 +83,13 @@ class Expansion:
         return mapped, offsets + shift[np.searchsorted(longer, offsets)]
 
 
-def all_characters() -> tuple[np.ndarray, pl.Series]:
-    """Every code point except the surrogates, and each as a one-character string."""
-    codes = np.arange(CODE_POINTS, dtype=np.uint32)
-    codes = codes[(codes < SURROGATES.start) | (codes >= SURROGATES.stop)]
+def characters(codes: np.ndarray) -> pl.Series:
+    """Each code point (no surrogates) as a one-character string."""
+    codes = np.ascontiguousarray(codes, dtype=np.uint32)
     utf8 = str(memoryview(codes), "utf-32-le").encode("utf-8")
     ends = np.cumsum(1 + (codes >= 0x80).astype(np.int64) + (codes >= 0x800) + (codes >= 0x10000))
     array = pa.LargeStringArray.from_buffers(codes.size, pa.py_buffer(np.append(0, ends)), pa.py_buffer(utf8))
-    return codes, pl.Series("char", array)
+    return pl.Series("char", array)
 
 
 @cache
@@ -101,21 +104,17 @@ def per_character_nfkc() -> np.ndarray:
     assigned and nothing in its NFKD is either kind, so with such characters neither step can reach
     across a character boundary. Both properties are frozen by Unicode's stability policy for assigned
     characters, so a newer Unicode in polars cannot change them; characters assigned since Python's
-    version are unassigned here and left out, and so are planes 4-13 (unassigned in every version so
-    far; not looking at them makes the table quicker to build). Leaving a character out is always
-    exact: it only sends its rows down the string path.
+    version are unassigned here and left out, and so is everything outside EXAMINED.
     """
-    examined = np.r_[0:0x40000, 0xE0000:CODE_POINTS]   # planes 4-13: nothing assigned in any version yet
-    chars = list(map(chr, examined.tolist()))
+    chars = list(map(chr, EXAMINED.tolist()))
     decomposed = [(char, d.split()) for char, d in zip(chars, map(unicodedata.decomposition, chars), strict=True)
                   if d]
     unsafe = np.zeros(CODE_POINTS, dtype=bool)
     unsafe[0x1161:0x1176] = unsafe[0x11A8:0x11C3] = True
     unsafe[[int(parts[1], 16) for _, parts in decomposed if len(parts) == 2 and not parts[0].startswith("<")]] = True
-    unsafe[examined] |= np.fromiter(map(unicodedata.combining, chars), dtype=bool, count=examined.size)
+    unsafe[EXAMINED] |= np.fromiter(map(unicodedata.combining, chars), dtype=bool, count=EXAMINED.size)
     safe = np.zeros(CODE_POINTS, dtype=bool)
-    safe[examined] = np.fromiter(map("Cn".__ne__, map(unicodedata.category, chars)), dtype=bool, count=examined.size)
-    safe[SURROGATES.start:SURROGATES.stop] = False
+    safe[EXAMINED] = np.fromiter(map("Cn".__ne__, map(unicodedata.category, chars)), dtype=bool, count=EXAMINED.size)
     safe &= ~unsafe
     for char, _ in decomposed:
         safe[ord(char)] &= not unsafe[[ord(p) for p in unicodedata.normalize("NFKD", char)]].any()

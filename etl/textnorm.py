@@ -32,8 +32,9 @@ import polars as pl
 
 from etl.codepoints import (
     CODE_POINTS,
+    EXAMINED,
     Expansion,
-    all_characters,
+    characters,
     decode,
     encode,
     per_character_nfkc,
@@ -124,7 +125,7 @@ class _Tables:
 
 @cache
 def _tables() -> _Tables:
-    codes, chars = all_characters()
+    codes, chars = EXAMINED, characters(EXAMINED)
     nfkc = chars.str.normalize("NFKC")
     lowered = nfkc.str.to_lowercase()
     folded = _replace_t2s(lowered)
@@ -141,6 +142,27 @@ def _tables() -> _Tables:
     for bit, pattern in _KINDS:
         kind[codes] |= np.where(chars.str.contains(f"^{pattern}$").to_numpy(), np.uint8(bit), np.uint8(0))
     return _Tables(flags, Expansion.of(codes, folded), kind)
+
+
+class _Switch:
+    """Whether this process folds with the tables yet. Building them costs about a second of CPU,
+    what the string path spends on some 20M characters, so a process builds them only once it has
+    folded that much text the string path's way (a small build never pays for them); both paths give
+    the same result, so when the switch happens does not change any output."""
+
+    AFTER_CHARACTERS = 20_000_000
+
+    def __init__(self) -> None:
+        self.characters = 0
+
+    def tables(self, texts: pl.Series) -> _Tables | None:
+        if self.characters < self.AFTER_CHARACTERS and not _tables.cache_info().currsize:
+            self.characters += int(texts.str.len_chars().sum() or 0)
+            return None
+        return _tables()
+
+
+_SWITCH = _Switch()
 
 
 def _fold_rows(texts: pl.Series, tables: _Tables) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -175,7 +197,9 @@ def match_keys(texts: Sequence[str] | pl.Series) -> pl.Series:
     never turns a non-digit into a digit; so marking every separator between two digits of the same
     row is the same."""
     series = pl.Series("key", texts, dtype=pl.String)
-    tables = _tables()
+    tables = _SWITCH.tables(series)
+    if tables is None:
+        return _polars_match_keys(series)
     folded, offsets, fallback = _fold_rows(series, tables)
     kind = tables.kind[folded]
     special = np.flatnonzero(kind & (_SEPARATOR | _DROP))
@@ -232,7 +256,9 @@ def match_unit_codes(texts: Sequence[str] | pl.Series) -> tuple[np.ndarray, np.n
     end of its run (or of its decimal's digits), where the regex tries `[.]\d+`. The other rows go
     through `match_unit_lists` and the same hash."""
     series = pl.Series("text", texts, dtype=pl.String)
-    tables = _tables()
+    tables = _SWITCH.tables(series)
+    if tables is None:
+        return _string_unit_codes(series)
     folded, offsets, fallback = _fold_rows(series, tables)
     kind = tables.kind[folded]
     word = (kind & _WORD_CHAR) != 0
@@ -265,13 +291,17 @@ def match_unit_codes(texts: Sequence[str] | pl.Series) -> tuple[np.ndarray, np.n
     counts = np.diff(np.searchsorted(unit_starts, offsets))
     if not fallback.size:
         return codes, character, counts
-    units = match_unit_lists(series.gather(fallback))
-    unit_values, unit_offsets = decode(units.explode().drop_nulls())
-    unit_lengths = np.diff(unit_offsets)
-    replaced = (span_hashes(unit_values, unit_offsets[:-1], unit_lengths),
-                (unit_lengths == 1) & ((tables.kind[unit_values[unit_offsets[:-1]]] & _CHARACTER) != 0))
-    return _replace_rows((codes, character), counts, fallback, replaced,
-                         units.list.len().to_numpy().astype(np.int64))
+    *replaced, replaced_counts = _string_unit_codes(series.gather(fallback))
+    return _replace_rows((codes, character), counts, fallback, tuple(replaced), replaced_counts)
+
+
+def _string_unit_codes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`match_unit_codes` by the string path: the units as strings, each hashed by its code points."""
+    units = match_unit_lists(texts)
+    flat = units.explode().drop_nulls()
+    values, offsets = decode(flat)
+    return (span_hashes(values, offsets[:-1], np.diff(offsets)), flat.str.contains(_CHARACTER_UNIT).to_numpy(),
+            units.list.len().to_numpy().astype(np.int64))
 
 
 def _replace_rows(columns: tuple[np.ndarray, ...], counts: np.ndarray, rows: np.ndarray,

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from etl import textnorm
-from etl.codepoints import all_characters, decode, encode, span_hashes
+from etl.codepoints import SURROGATES, characters, decode, encode, span_hashes
 from etl.textnorm import match_keys, match_unit_codes, match_unit_lists
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -59,6 +59,12 @@ def fixture_texts() -> list[str]:
                                                      else [line])]
     return texts
 
+@pytest.fixture(autouse=True, scope="module")
+def tables_on() -> None:
+    """The table path from the first text on (a process otherwise starts with the string path)."""
+    textnorm._tables()
+
+
 def reference_unit_codes(texts: list[str] | pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unit codes as decontamination made them before: the units as strings (polars regex over the
     folded text), each hashed, and `str.contains` of the character-unit class."""
@@ -72,6 +78,7 @@ def reference_unit_codes(texts: list[str] | pl.Series) -> tuple[np.ndarray, np.n
 def assert_same_units(texts: list[str] | pl.Series) -> None:
     codes, character, counts = match_unit_codes(texts)
     expected_codes, expected_character, expected_counts = reference_unit_codes(texts)
+    assert np.array_equal(textnorm._string_unit_codes(pl.Series(texts, dtype=pl.String))[0], expected_codes)
     assert counts.tolist() == expected_counts.tolist()
     assert np.array_equal(codes, expected_codes)
     assert np.array_equal(character, expected_character)
@@ -79,7 +86,7 @@ def assert_same_units(texts: list[str] | pl.Series) -> None:
 
 @pytest.fixture(scope="module")
 def every_character() -> pl.Series:
-    return all_characters()[1]
+    return characters(np.r_[0:SURROGATES.start, SURROGATES.stop:0x110000])
 
 
 def test_the_tables_cover_the_common_characters():
@@ -129,6 +136,15 @@ def test_decode_and_encode_round_trip_rows():
     assert values.tolist() == [97, 98, 0x4E2D, 0x6587, 0x1F600, 0, 0xE9]
     assert offsets.tolist() == [0, 2, 2, 2, 6, 7]
     assert encode(values, offsets, "x").to_list() == ["ab", "", "", "中文😀\x00", "é"]
+
+
+def test_a_process_switches_to_the_tables_after_enough_text(monkeypatch):
+    switch = textnorm._Switch()
+    monkeypatch.setattr(textnorm._tables, "cache_info", lambda: type("Info", (), {"currsize": 0})())
+    monkeypatch.setattr(switch, "AFTER_CHARACTERS", 10)
+    texts = pl.Series(["頭暈 7.8", "Rash."])
+    assert switch.tables(texts) is None and switch.characters == 11
+    assert switch.tables(texts) is textnorm._tables()
 
 
 def test_span_hashes_depend_on_characters_order_and_length():
