@@ -1,7 +1,7 @@
 """decontaminate: drop training rows that contain a benchmark (eval-role) item.
 
 Eval items are indexed by their asking side (pretrain text, sft/reward user turns: what a benchmark
-item is recognised by). A text is cut into matching units (textnorm.match_units: a Han character,
+item is recognised by). A text is cut into matching units (textnorm.match_unit_codes: a Han character,
 or a word or number); a text whose units are mostly Han is cut into `ngram_zh`-unit n-grams, any other
 into `ngram_en`-unit n-grams. A training row (its whole text) is contaminated by an item when it holds
 at least `threshold` of the item's n-grams. An item shorter than n is one n-gram of all its units, so
@@ -27,32 +27,19 @@ from etl.catalog import DecontamConfig
 from etl.stages.base import Scan, Stage, StageContext
 from etl.stages.minhash import sorted_contains, unique_counts, window_hashes
 from etl.stages.text import prompt_texts, row_text_series, text_columns
-from etl.textnorm import match_unit_lists
+from etl.textnorm import match_unit_codes
 
 EVAL_COLUMNS = ["task", "id", "source", "text", "messages", "prompt", "chosen", "rejected"]
 _SNIPPET = 300
 
 
-# One non-ASCII letter (a Han character, a kana) is a "character unit": a text mostly of these is cut
-# into ngram_zh-unit n-grams. Anything else (an English word, a number) is a word unit.
-_CHARACTER_UNIT = r"^[\p{L}--\p{ASCII}]$"
-
-
-def _unit_codes(units: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """uint64 code of every unit (polars' fixed-seed hash: equal units, equal codes, in every process
-    of one installation; only equality matters, so matches do not depend on the hash function) and
-    whether it is a character unit."""
-    codes = units.hash(seed=0).to_numpy()
-    return codes, units.str.contains(_CHARACTER_UNIT).to_numpy()
-
-
 def unit_windows(texts: list[str] | pl.Series, ngram_zh: int, ngram_en: int) -> tuple[np.ndarray, np.ndarray]:
     """Every n-gram hash of every text (repeats kept), flat, with the text each belongs to. A text
-    whose units are mostly Han gets `ngram_zh`-unit n-grams, any other `ngram_en`-unit n-grams."""
-    units = match_unit_lists(texts)
-    count = units.len()
-    lengths = units.list.len().to_numpy().astype(np.int64)
-    codes, character = _unit_codes(units.explode().drop_nulls())
+    whose units are mostly character units (one non-ASCII letter: Han, kana) gets `ngram_zh`-unit
+    n-grams, any other `ngram_en`-unit n-grams. Units are compared by their 64-bit codes
+    (textnorm.match_unit_codes): only equality matters, so matches do not depend on the hash."""
+    codes, character, lengths = match_unit_codes(texts)
+    count = lengths.size
     owner = np.repeat(np.arange(count, dtype=np.int64), lengths)
     han = np.bincount(owner, weights=character, minlength=count)
     is_zh = (lengths > 0) & (han * 2 >= lengths)
