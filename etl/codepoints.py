@@ -121,8 +121,9 @@ def per_character_nfkc() -> np.ndarray:
     return safe
 
 
-def _mix(values: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser (wrapping uint64 arithmetic)."""
+def splitmix64(values: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser on uint64 arrays (wrapping arithmetic): the one mixing step of every
+    hash over code points here and in etl/stages/minhash.py."""
     with np.errstate(over="ignore"):
         z = values + _U64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
@@ -132,7 +133,7 @@ def _mix(values: np.ndarray) -> np.ndarray:
 
 @cache
 def _character_mix() -> np.ndarray:
-    return _mix(np.arange(CODE_POINTS, dtype=np.uint64))
+    return splitmix64(np.arange(CODE_POINTS, dtype=np.uint64))
 
 
 def _polynomial(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -141,7 +142,7 @@ def _polynomial(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> 
         steps = positions - np.repeat(starts, lengths)
         powers = np.cumprod(np.full(int(lengths.max()), _U64(0x100000001B3), dtype=np.uint64)) * _U64(0x9E3779B1)
         terms = _character_mix()[values[positions]] * powers[steps]
-        return _mix(np.add.reduceat(terms, np.cumsum(lengths) - lengths) ^ lengths.astype(np.uint64))
+        return splitmix64(np.add.reduceat(terms, np.cumsum(lengths) - lengths) ^ lengths.astype(np.uint64))
 
 
 @cache

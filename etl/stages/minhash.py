@@ -21,20 +21,13 @@ from functools import cache
 
 import numpy as np
 
+from etl.codepoints import splitmix64 as _mix
+
 _U64 = np.uint64
 _MASK32 = _U64(0xFFFFFFFF)
 _EMPTY = np.uint32(0xFFFFFFFF)
 _POLY = _U64(0x100000001B3)       # FNV-1a 64-bit prime as the polynomial base
 _DENSIFY_ROUNDS = 4096
-
-
-def _mix(values: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser on uint64 arrays (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        z = values + _U64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
-        return z ^ (z >> _U64(31))
 
 
 def window_hashes(codes: np.ndarray, lengths: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
