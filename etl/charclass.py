@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
+
+from etl.codepoints import decode
 
 _CODE_POINTS = 0x110000
 _SURROGATES = (0xD800, 0xE000)        # not characters: no string holds them
@@ -33,7 +34,7 @@ def class_table(classes: tuple[str, ...]) -> np.ndarray:
     everything = pl.Series([codes.tobytes().decode("utf-32-le")])
     table = np.zeros(_CODE_POINTS, dtype=np.uint8)
     for bit, pattern in enumerate(classes):
-        table[code_points(everything.str.extract_all(pattern).explode().drop_nulls())] |= np.uint8(1 << bit)
+        table[decode(everything.str.extract_all(pattern).explode().drop_nulls())[0]] |= np.uint8(1 << bit)
     return table
 
 
@@ -77,20 +78,8 @@ class CharClasses:
         return counts
 
 
-def code_points(texts: pl.Series) -> np.ndarray:
-    """Every character's code point, the texts one after another (a null text is empty): the Arrow data
-    buffer of all texts decoded as one UTF-8 string, without a Python object per text."""
-    array = texts.fill_null("").rechunk().to_arrow()
-    if not pa.types.is_large_string(array.type):
-        array = array.cast(pa.large_string())
-    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset:array.offset + len(array) + 1]
-    data = array.buffers()[2]
-    text = str(memoryview(data)[offsets[0]:offsets[-1]], "utf-8") if data is not None and len(array) else ""
-    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-
-
 def char_classes(texts: pl.Series, classes: tuple[str, ...]) -> CharClasses:
-    """`texts` decoded once (code_points) and looked up in class_table(classes), about CHUNK_BYTES
+    """`texts` decoded once (codepoints.decode) and looked up in class_table(classes), about CHUNK_BYTES
     of text at a time so that the decoded copies (4 bytes a character) stay small; the classes take
     one byte a character."""
     lengths = texts.str.len_chars().fill_null(0).to_numpy().astype(np.int64)
@@ -98,5 +87,5 @@ def char_classes(texts: pl.Series, classes: tuple[str, ...]) -> CharClasses:
     sizes = np.cumsum(texts.str.len_bytes().fill_null(0).to_numpy().astype(np.int64))
     cuts = np.unique(np.searchsorted(sizes, np.arange(CHUNK_BYTES, sizes[-1] if len(sizes) else 0, CHUNK_BYTES)))
     bounds = [0, *(int(c) + 1 for c in cuts if c + 1 < len(texts)), len(texts)]
-    bits = [table[code_points(texts.slice(a, b - a))] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    bits = [table[decode(texts.slice(a, b - a))[0]] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
     return CharClasses(np.concatenate(bits) if bits else np.zeros(0, dtype=np.uint8), lengths, np.cumsum(lengths))

@@ -27,7 +27,8 @@ _U64 = np.uint64
 
 def decode(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """All code points of a string Series (nulls as empty) and each row's offsets into them."""
-    lengths = texts.str.len_chars().fill_null(0).to_numpy()
+    texts = texts.fill_null("")
+    lengths = texts.str.len_chars().to_numpy()
     offsets = np.zeros(texts.len() + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     array = texts.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(pa.large_string())

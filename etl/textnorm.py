@@ -30,6 +30,7 @@ import numpy as np
 import opencc
 import polars as pl
 
+from etl.charclass import class_table
 from etl.codepoints import (
     CODE_POINTS,
     EXAMINED,
@@ -96,10 +97,10 @@ def _polars_match_keys(texts: pl.Series) -> pl.Series:
     return _replace_t2s(keys.str.replace_all(_KEY_DROP, ""))
 
 
-# Bits of `_Tables.kind`: what polars' own regex classes say about one character.
+# Bits of `_Tables.kind`: what polars' own regex classes say about one character (charclass.class_table:
+# bit i for the i-th class of `_KINDS`).
 _DIGIT, _SEPARATOR, _DROP, _HAN_CHAR, _WORD_CHAR, _CHARACTER = 1, 2, 4, 8, 16, 32
-_KINDS = ((_DIGIT, r"\d"), (_SEPARATOR, _SEPARATORS), (_DROP, _KEY_DROP), (_HAN_CHAR, f"[{_HAN}]"),
-          (_WORD_CHAR, _WORD), (_CHARACTER, _CHARACTER_UNIT[1:-1]))
+_KINDS = (r"\d", _SEPARATORS, _KEY_DROP, f"[{_HAN}]", _WORD, _CHARACTER_UNIT[1:-1])
 # Bits of `_Tables.flags`: the character sends its row down the string path; it folds to several.
 _UNSAFE, _LONGER = 1, 2
 
@@ -138,10 +139,7 @@ def _tables() -> _Tables:
             & ~nfkc.str.contains("\u03a3", literal=True).to_numpy())
     flags = np.full(CODE_POINTS, _UNSAFE, dtype=np.uint8)
     flags[codes] = np.where(safe, 0, _UNSAFE) | np.where((folded.str.len_chars() > 1).to_numpy(), _LONGER, 0)
-    kind = np.zeros(CODE_POINTS, dtype=np.uint8)
-    for bit, pattern in _KINDS:
-        kind[codes] |= np.where(chars.str.contains(f"^{pattern}$").to_numpy(), np.uint8(bit), np.uint8(0))
-    return _Tables(flags, Expansion.of(codes, folded), kind)
+    return _Tables(flags, Expansion.of(codes, folded), class_table(_KINDS))
 
 
 class _Switch:

@@ -31,7 +31,7 @@ import polars as pl
 import pyarrow as pa
 
 from etl.catalog import QualityConfig, QualityThresholds
-from etl.charclass import code_points
+from etl.codepoints import decode
 from etl.stages.base import DROP, Stage
 from etl.stages.text import column_text, row_text_series, text_columns
 
@@ -92,7 +92,7 @@ def char_repetition(texts: pl.Series, min_chars: int = 10) -> np.ndarray:
     index = np.flatnonzero(lengths >= min_chars)
     if not index.size:
         return result
-    codes = code_points(texts.gather(index))
+    codes = decode(texts.gather(index))[0]
     size = lengths[index]
     starts = np.cumsum(size) - size
     best = np.zeros(index.size, dtype=np.int32)
