@@ -336,10 +336,11 @@ def test_blocks_carry_each_row_text_and_verify_like_python_sets(tmp_path):
 
     block = np.array([0] * split + [1] * (len(BLOCK_KEYS) - split))
     position = np.concatenate([np.arange(split), np.arange(len(BLOCK_KEYS) - split)])
-    back = read_rows(directory, block, position, ["_row", "whole", "numbers"])
-    assert back["_row"].to_pylist() == rows.tolist()
-    assert back["whole"].to_pylist() == BLOCK_KEYS
-    numbers = back["numbers"].to_pylist()
+    located = (block.astype(np.int64) << 32) | position
+    assert read_rows(directory, located, "_row").to_pylist() == rows.tolist()
+    assert read_rows(directory, located, "whole").to_pylist() == BLOCK_KEYS
+    assert read_rows(directory, located[[1, 6, 7]], "whole").to_pylist() == [BLOCK_KEYS[i] for i in (1, 6, 7)]
+    numbers = read_rows(directory, located, "numbers").to_pylist()
     assert numbers == numbers_of(BLOCK_KEYS) and numbers[6] != numbers[7] and numbers[8] == numbers[9] != ""
 
     a, b = np.triu_indices(len(BLOCK_KEYS), k=1)

@@ -364,17 +364,17 @@ def write_block(ngram: int, task: str | None, item: tuple[str, pa.Table]) -> tup
 Located = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]   # block and position of each pair's two rows
 
 
-def read_rows(directory: str, block: np.ndarray, position: np.ndarray, columns: list[str]) -> dict[str, pa.Array]:
-    """`columns` of the rows at (`block`, `position`), sorted by block and then position, reading one
-    block at a time (a block file is decompressed whole, so only one is held at once)."""
-    found: dict[str, list[pa.Array]] = {name: [] for name in columns}
-    blocks, counts = unique_counts(block)
-    for b, end, count in zip(blocks.tolist(), np.cumsum(counts).tolist(), counts.tolist(), strict=True):
-        rows = pa.ipc.open_file(pa.memory_map(block_path(directory, b))).get_batch(0)
-        at = pa.array(position[end - count:end])
-        for name in columns:
-            found[name].append(rows.column(name).take(at))
-    return {name: pa.concat_arrays(parts) if parts else pa.array([], pa.string()) for name, parts in found.items()}
+def read_rows(directory: str, located: np.ndarray, column: str) -> pa.Array:
+    """`column` of the rows at `located` (block << 32 | position, sorted), reading one block at a time
+    and only that column: a block's column is decompressed whole, so one is held at once."""
+    blocks, counts = unique_counts(located >> 32)
+    parts: list[pa.Array] = []
+    for block, end, count in zip(blocks.tolist(), np.cumsum(counts).tolist(), counts.tolist(), strict=True):
+        path = block_path(directory, block)
+        index = pa.ipc.open_file(pa.memory_map(path)).schema.get_field_index(column)
+        rows = pa.ipc.open_file(pa.memory_map(path), options=pa.ipc.IpcReadOptions(included_fields=[index]))
+        parts.append(rows.get_batch(0).column(0).take(pa.array(located[end - count:end] & 0xFFFFFFFF)))
+    return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
 
 
 def jaccards(a: pa.Array, b: pa.Array) -> np.ndarray:
@@ -406,22 +406,23 @@ def verify_pairs(threshold: float, match_numbers: bool, views: tuple[str, ...], 
                  pairs: Located) -> np.ndarray:
     """One verification task: for each pair, whether its numbers agree (`match_numbers`) and the
     Jaccard of each of the `views` reaches `threshold`, each check only where the earlier ones
-    passed. Runs on the engine's workers."""
+    passed, reading (and shingling) only the rows that check needs. Runs on the engine's workers."""
     block_a, position_a, block_b, position_b = pairs
     count = block_a.size
     located = (np.concatenate([block_a, block_b]).astype(np.int64) << 32) | np.concatenate([position_a, position_b])
     rows, inverse = np.unique(located, return_inverse=True)   # each row of the task once, by block
-    texts = read_rows(directory, rows >> 32, rows & 0xFFFFFFFF, [*(["numbers"] if match_numbers else []), *views])
     side_a, side_b = inverse[:count], inverse[count:]
     passed = np.ones(count, dtype=bool)
     if match_numbers:
-        numbers = texts["numbers"]
+        numbers = read_rows(directory, rows, "numbers")
         passed = pc.equal(numbers.take(pa.array(side_a)), numbers.take(pa.array(side_b))).to_numpy(
             zero_copy_only=False, writable=True)
     for view in views:
         at = np.flatnonzero(passed)
         if at.size:
-            passed[at] = text_jaccards(texts[view], side_a[at], side_b[at], ngram) >= threshold
+            used, back = np.unique(np.concatenate([side_a[at], side_b[at]]), return_inverse=True)
+            texts = read_rows(directory, rows[used], view)
+            passed[at] = text_jaccards(texts, back[:at.size], back[at.size:], ngram) >= threshold
     return passed
 
 
@@ -487,11 +488,18 @@ class ShingleBlocks:
     def check(self, pairs: np.ndarray, ctx: StageContext, threshold: float, match_numbers: bool,
               unit: int) -> np.ndarray:
         """`verify_pairs` over these blocks for every pair, on the workers: the pairs grouped by
-        their two blocks and cut into tasks of about `unit` shingles."""
+        their two blocks and cut into tasks of about `unit` shingles. A task reads every block it
+        touches whole, so the block pairs are taken in square tiles of about one task each: a
+        task then reads about 2·√k blocks for its k block pairs, not k + 1 as along a row."""
         at = np.searchsorted(self.rows, pairs)
         block_a, block_b = self.block[at[:, 0]], self.block[at[:, 1]]
-        order = np.lexsort((np.maximum(block_a, block_b), np.minimum(block_a, block_b)))
-        ends = cuts(self.shingles[at[order, 0]] + self.shingles[at[order, 1]], unit)
+        low, high = np.minimum(block_a, block_b).astype(np.int64), np.maximum(block_a, block_b).astype(np.int64)
+        sizes = self.shingles[at[:, 0]] + self.shingles[at[:, 1]]
+        block_pairs = unique_counts(low * (int(high.max(initial=0)) + 1) + high)[0].size
+        per_task = unit / max(float(sizes.mean()), 1.0) if sizes.size else 1.0
+        tile = max(1, int(np.sqrt(per_task * block_pairs / max(len(pairs), 1))))
+        order = np.lexsort((high, low, high // tile, low // tile))
+        ends = cuts(sizes[order], unit)
         spans = list(zip([0, *ends[:-1].tolist()], ends.tolist(), strict=True))
         task = functools.partial(verify_pairs, threshold, match_numbers, self.views, self.ngram, self.directory)
         passed = np.zeros(len(pairs), dtype=bool)
