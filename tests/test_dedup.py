@@ -10,7 +10,7 @@ from etl.stages.dedup import (
     UNIT_SHINGLES,
     ExactDedup,
     NearDedup,
-    ShingleBlocks,
+    TextBlocks,
     block_path,
     cuts,
     explain_dups,
@@ -357,13 +357,13 @@ def test_blocks_carry_each_row_text_and_verify_like_python_sets(tmp_path):
 
 def test_whole_row_blocks_are_gone_before_the_sides_are_written(tmp_path, monkeypatch):
     seen: list[tuple[str | None, list[str]]] = []
-    write = ShingleBlocks.write.__func__
+    write = TextBlocks.write.__func__
 
     def recording(cls, scan, rows, directory, ctx, ngram, task, unit):
         seen.append((task, sorted(p.name for p in directory.parent.iterdir())))
         return write(cls, scan, rows, directory, ctx, ngram, task, unit)
 
-    monkeypatch.setattr(ShingleBlocks, "write", classmethod(recording))
+    monkeypatch.setattr(TextBlocks, "write", classmethod(recording))
     stage = NearDedup(MinHashConfig(), task="sft")
     run_in_memory("sft", _near_dup_rows(), [Normalise("sft"), stage], tmp_path / "w", tmp_path / "r")
     assert stage.summary()["verified_pairs"] == 7

@@ -327,9 +327,10 @@ def window_counts(texts: pa.Array, ngram: int) -> np.ndarray:
 
 
 SIDES = ("prompt", "response")
-# Blocks hold the matching text a view is shingled from, not its shingles: zstd text is about a
-# tenth of the 4-byte hashes of its n-grams, and the verification tasks shingle only the rows of the
-# pairs they compare (bench/RESULTS.md, "Shingle blocks").
+# Blocks hold the matching text a view is shingled from, not its shingles: zstd text takes a third
+# (real text) to a twelfth (templated text) of the bytes of the 4-byte hashes of its n-grams, and the
+# verification tasks shingle only the rows of the pairs whose numbers agree (bench/RESULTS.md,
+# "Near-dedup verification blocks").
 _BLOCK_FORMAT = pa.ipc.IpcWriteOptions(compression="zstd")
 
 
@@ -372,8 +373,8 @@ def read_rows(directory: str, located: np.ndarray, column: str) -> pa.Array:
     for block, end, count in zip(blocks.tolist(), np.cumsum(counts).tolist(), counts.tolist(), strict=True):
         path = block_path(directory, block)
         index = pa.ipc.open_file(pa.memory_map(path)).schema.get_field_index(column)
-        rows = pa.ipc.open_file(pa.memory_map(path), options=pa.ipc.IpcReadOptions(included_fields=[index]))
-        parts.append(rows.get_batch(0).column(0).take(pa.array(located[end - count:end] & 0xFFFFFFFF)))
+        reader = pa.ipc.open_file(pa.memory_map(path), options=pa.ipc.IpcReadOptions(included_fields=[index]))
+        parts.append(reader.get_batch(0).column(0).take(pa.array(located[end - count:end] & 0xFFFFFFFF)))
     return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
 
 
@@ -427,7 +428,7 @@ def verify_pairs(threshold: float, match_numbers: bool, views: tuple[str, ...], 
 
 
 @dataclass
-class ShingleBlocks:
+class TextBlocks:
     """Where some candidate rows' texts (`views`) were written: block files in `directory`, and per
     row (`rows`, sorted) its block, its position there and the most shingles it can have. Arrays,
     not objects."""
@@ -442,7 +443,7 @@ class ShingleBlocks:
 
     @classmethod
     def write(cls, scan: Scan, rows: np.ndarray, directory: Path, ctx: StageContext, ngram: int,
-              task: str | None, unit: int) -> ShingleBlocks:
+              task: str | None, unit: int) -> TextBlocks:
         """Pick the `rows` (sorted) out of one scan, cut them into blocks of about `unit` key
         characters, and have the workers write each block: the whole row and its numbers, or, given
         a `task`, its two sides (`write_block`)."""
@@ -552,8 +553,8 @@ class NearDedup(Stage):
     Memory: band hashes are spilled to `work_dir` per batch and grouped band by band with polars; the
     matching texts of the candidate rows (those sharing a band with another row) are written to
     `work_dir` in zstd blocks and verified on the workers, which shingle them, in units of a bounded
-    size (UNIT_SHINGLES). The driver holds
-    the candidate pairs and a few numbers per candidate row, as arrays."""
+    size (UNIT_SHINGLES). The driver holds the candidate pairs and a few numbers per candidate row,
+    as arrays."""
 
     name = "near_dedup"
     reads = ("_key", *MEMBER_COLUMNS)
@@ -638,13 +639,13 @@ class NearDedup(Stage):
         pairs already connected would count them (`connect`). Each set of blocks is deleted once
         checked, so the whole rows' blocks are gone before the sides' are written."""
         cfg = self.config
-        whole = ShingleBlocks.write(scan, unique_counts(pairs.reshape(-1))[0], _fresh_dir(directory / "whole"),
+        whole = TextBlocks.write(scan, unique_counts(pairs.reshape(-1))[0], _fresh_dir(directory / "whole"),
                                     ctx, cfg.ngram, None, self.unit)
         alike = pairs[whole.check(pairs, ctx, cfg.threshold, cfg.match_numbers, self.unit)]
         shutil.rmtree(whole.directory, ignore_errors=True)
         side_ok = np.ones(len(alike), dtype=bool)
         if self.split and len(alike):
-            sides = ShingleBlocks.write(scan, unique_counts(alike.reshape(-1))[0], _fresh_dir(directory / "sides"),
+            sides = TextBlocks.write(scan, unique_counts(alike.reshape(-1))[0], _fresh_dir(directory / "sides"),
                                         ctx, cfg.ngram, self.task, self.unit)
             side_ok = sides.check(alike, ctx, cfg.threshold, False, self.unit)
             shutil.rmtree(sides.directory, ignore_errors=True)
