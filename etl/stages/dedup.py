@@ -330,7 +330,7 @@ SIDES = ("prompt", "response")
 # Blocks hold the matching text a view is shingled from, not its shingles: zstd text takes a third
 # (real text) to a twelfth (templated text) of the bytes of the 4-byte hashes of its n-grams, and the
 # verification tasks shingle only the rows of the pairs whose numbers agree (bench/RESULTS.md,
-# "Near-dedup verification blocks").
+# "Near-dedup verification blocks (measured by hand)").
 _BLOCK_FORMAT = pa.ipc.IpcWriteOptions(compression="zstd")
 
 
