@@ -6,7 +6,19 @@ import pyarrow as pa
 import pytest
 
 from etl.catalog import DedupConfig, MinHashConfig
-from etl.stages.dedup import UNIT_SHINGLES, ExactDedup, NearDedup, cuts, explain_dups, jaccards
+from etl.stages.dedup import (
+    UNIT_SHINGLES,
+    ExactDedup,
+    NearDedup,
+    TextBlocks,
+    block_path,
+    cuts,
+    explain_dups,
+    jaccards,
+    read_rows,
+    verify_pairs,
+    write_block,
+)
 from etl.stages.memory import run_in_memory
 from etl.stages.minhash import collision_probability, lsh_params
 from etl.stages.normalise import Normalise
@@ -284,7 +296,8 @@ def test_blocked_verification_matches_the_sequential_loop_at_any_unit_size(tmp_p
 
 def test_jaccards_of_many_pairs_at_once():
     rng = random.Random(1)
-    lists = [sorted(rng.sample(range(50), rng.randrange(0, 20))) for _ in range(40)]
+    values = [0, 1, *range(2**32 - 48, 2**32)]   # the packed sort key must keep the lowest and highest hashes apart
+    lists = [sorted(rng.sample(values, rng.randrange(0, 20))) for _ in range(40)]
     a, b = lists[:20], lists[20:]
     found = jaccards(pa.array(a, pa.large_list(pa.uint32())), pa.array(b, pa.large_list(pa.uint32())))
     expected = [len(set(x) & set(y)) / len(set(x) | set(y)) if x or y else 1.0 for x, y in zip(a, b, strict=True)]
@@ -296,3 +309,62 @@ def test_cuts_bound_each_unit():
     ends = cuts(sizes, 5)
     assert ends.tolist() == [2, 4, 5, 6, 7]        # [3,1] [5,0] [2] [9] alone, though above the budget [1]
     assert cuts(sizes, 1000).tolist() == [7]
+
+
+# Keys a block must carry through unchanged: empty (no shingle), shorter than the n-gram (one shingle
+# for the whole key), exactly one n-gram, characters outside the BMP, numbers, and near-duplicates.
+BLOCK_KEYS = ["", "a", "头晕", "abcd", "abcdeabcdeabcde", "𠀀𠀁𠀂𠀃𠀄😀", "阿司匹林100mg每日一次" + BASE,
+              "阿司匹林300mg每日一次" + BASE, BASE, BASE.replace("规律", "規律"), BASE[:60], "头晕", ""]
+
+
+def test_blocks_carry_each_row_text_and_verify_like_python_sets(tmp_path):
+    from etl.stages.minhash import shingle_hashes
+    from etl.textnorm import numbers_of
+
+    ngram = 4
+    rows = np.arange(100, 100 + len(BLOCK_KEYS), dtype=np.int64)
+    directory = str(tmp_path)
+    table = pa.table({"_row": rows, "_key": BLOCK_KEYS})
+    split = 5   # two blocks, so pairs straddle files
+    written = [write_block(ngram, None, (block_path(directory, b), part))
+               for b, part in enumerate([table.slice(0, split), table.slice(split)])]
+    assert np.concatenate([r for r, _ in written]).tolist() == rows.tolist()
+    sets = [{int(h) >> 32 for h in shingle_hashes([k], ngram)[0]} for k in BLOCK_KEYS]
+    counts = np.concatenate([c for _, c in written])
+    # what sizes the verification tasks: one shingle per window (one for a short key), never fewer than the set
+    assert counts.tolist()[:6] == [0, 1, 1, 1, 12, 3] and all(c >= len(x) for c, x in zip(counts, sets, strict=True))
+
+    block = np.array([0] * split + [1] * (len(BLOCK_KEYS) - split))
+    position = np.concatenate([np.arange(split), np.arange(len(BLOCK_KEYS) - split)])
+    located = (block.astype(np.int64) << 32) | position
+    assert read_rows(directory, located, "_row").to_pylist() == rows.tolist()
+    assert read_rows(directory, located, "whole").to_pylist() == BLOCK_KEYS
+    assert read_rows(directory, located[[1, 6, 7]], "whole").to_pylist() == [BLOCK_KEYS[i] for i in (1, 6, 7)]
+    numbers = read_rows(directory, located, "numbers").to_pylist()
+    assert numbers == numbers_of(BLOCK_KEYS) and numbers[6] != numbers[7] and numbers[8] == numbers[9] != ""
+
+    a, b = np.triu_indices(len(BLOCK_KEYS), k=1)
+    for threshold, match_numbers in ((0.8, True), (0.8, False), (0.3, False)):
+        found = verify_pairs(threshold, match_numbers, ("whole",), ngram, directory,
+                             (block[a], position[a], block[b], position[b]))
+        expected = [(not match_numbers or numbers_of([BLOCK_KEYS[i]]) == numbers_of([BLOCK_KEYS[j]]))
+                    and (len(sets[i] & sets[j]) / len(sets[i] | sets[j]) if sets[i] | sets[j] else 1.0) >= threshold
+                    for i, j in zip(a.tolist(), b.tolist(), strict=True)]
+        assert found.tolist() == expected
+    pairs = {(BLOCK_KEYS[i], BLOCK_KEYS[j]) for i, j, ok in zip(a, b, found, strict=True) if ok}
+    assert ("头晕", "头晕") in pairs and ("", "") in pairs and (BASE, BASE.replace("规律", "規律")) in pairs
+
+
+def test_whole_row_blocks_are_gone_before_the_sides_are_written(tmp_path, monkeypatch):
+    seen: list[tuple[str | None, list[str]]] = []
+    write = TextBlocks.write.__func__
+
+    def recording(cls, scan, rows, directory, ctx, ngram, task, unit):
+        seen.append((task, sorted(p.name for p in directory.parent.iterdir())))
+        return write(cls, scan, rows, directory, ctx, ngram, task, unit)
+
+    monkeypatch.setattr(TextBlocks, "write", classmethod(recording))
+    stage = NearDedup(MinHashConfig(), task="sft")
+    run_in_memory("sft", _near_dup_rows(), [Normalise("sft"), stage], tmp_path / "w", tmp_path / "r")
+    assert stage.summary()["verified_pairs"] == 7
+    assert seen == [(None, ["whole"]), ("sft", ["sides"])]

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,27 +160,38 @@ def _sample(ordered: pl.DataFrame, count: int) -> list[list[dict[str, Any]]]:
 
 
 def write_cluster_report(ctx: StageContext, stage: str, scan: Scan, clusters: list[list[dict[str, Any]]],
-                         count: int, similarity: Callable[[int, int], float] | None = None) -> None:
-    """`report_dir/dup_clusters-<task>-<stage>.jsonl`: sample clusters with the text of each member."""
+                         count: int, ngram: int | None = None) -> None:
+    """`report_dir/dup_clusters-<task>-<stage>.jsonl`: sample clusters with the text of each member
+    and, given the `ngram`, each member's Jaccard to the survivor over `_key` n-grams."""
     sample = clusters[:count]
     path = Path(ctx.report_dir) / f"dup_clusters-{ctx.task}-{stage}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     wanted = np.array(sorted({m["_row"] for cluster in sample for m in cluster}), dtype=np.int64)
     texts: dict[int, str] = {}
+    keys: dict[int, str] = {}
     if wanted.size:
-        for batch in scan(["_row", *text_columns(ctx.task)]):
+        for batch in scan(["_row", *text_columns(ctx.task), *(["_key"] if ngram else [])]):
             mask = sorted_contains(wanted, batch.column("_row").to_numpy(zero_copy_only=False))
             if mask.any():
                 picked = batch.filter(pa.array(mask))   # the text of the sampled rows only
-                for row, text in zip(picked.column("_row").to_pylist(), row_texts(picked, ctx.task), strict=True):
+                rows = picked.column("_row").to_pylist()
+                for row, text in zip(rows, row_texts(picked, ctx.task), strict=True):
                     texts[row] = text[:_SNIPPET]
+                if ngram:
+                    keys.update(zip(rows, picked.column("_key").to_pylist(), strict=True))
+    similar: dict[tuple[int, int], float] = {}
+    if ngram:
+        shown = np.array([(c[0]["_row"], m["_row"]) for c in sample for m in c[1:]], dtype=np.int64).reshape(-1, 2)
+        if shown.size:
+            at = np.searchsorted(wanted, shown)
+            found = text_jaccards(pa.array([keys[r] for r in wanted.tolist()], pa.string()), at[:, 0], at[:, 1], ngram)
+            similar = dict(zip(map(tuple, shown.tolist()), found.tolist(), strict=True))
     with path.open("w", encoding="utf-8") as out:
         for cluster in sample:
             survivor = cluster[0]["_row"]
             members = [{"id": m["id"], "source": m["source"], "priority": m["_priority"], "length": m["_len"],
                         "survivor": i == 0, "text": texts.get(m["_row"], ""),
-                        **({"jaccard_to_survivor": round(similarity(survivor, m["_row"]), 3)}
-                           if similarity is not None and i else {})}
+                        **({"jaccard_to_survivor": round(similar[(survivor, m["_row"])], 3)} if ngram and i else {})}
                        for i, m in enumerate(cluster)]
             out.write(json.dumps({"task": ctx.task, "stage": stage, "size": len(cluster), "members": members},
                                  ensure_ascii=False) + "\n")
@@ -285,10 +296,10 @@ def batch_band_hashes(config: MinHashConfig, bands: int, rows: int,
 
 
 # Verification runs in work units of a bounded size, whatever the corpus size: the candidate rows are
-# written to `work_dir` as shingle blocks of about this many key characters (a row has at most as
-# many shingles as characters), and one verification task compares pairs with about this many
-# shingles in all. At 2M a task's arrays stay near 100 MB on a worker (8-byte sort keys
-# and their copies) and a block's rows a few MB in the driver. The unit size never changes the result.
+# written to `work_dir` as blocks of about this many key characters (a row has at most as many
+# shingles as characters), and one verification task compares pairs with about this many shingles
+# in all. At 2M a task's arrays stay near 100 MB on a worker (8-byte sort keys and their copies) and
+# a block's rows a few MB in the driver. The unit size never changes the result.
 UNIT_SHINGLES = 2_000_000
 
 
@@ -314,53 +325,62 @@ def row_shingles(keys: list[str], ngram: int) -> pa.LargeListArray:
     return pa.LargeListArray.from_arrays(pa.array(bounds), pa.array((unique & np.uint64(0xFFFFFFFF)).astype(np.uint32)))
 
 
+def window_counts(texts: pa.Array, ngram: int) -> np.ndarray:
+    """Shingles each text can have at most (`shingle_hashes`: one per window, one for a short text)."""
+    chars = pc.utf8_length(texts).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    return np.where(chars >= ngram, chars - ngram + 1, (chars > 0).astype(np.int64))
+
+
 SIDES = ("prompt", "response")
+# Blocks hold the matching text a view is shingled from, not its shingles: zstd text takes a third
+# (real text) to a twelfth (templated text) of the bytes of the 4-byte hashes of its n-grams, and the
+# verification tasks shingle only the rows of the pairs whose numbers agree (bench/RESULTS.md,
+# "Near-dedup verification blocks (measured by hand)").
+_BLOCK_FORMAT = pa.ipc.IpcWriteOptions(compression="zstd")
 
 
 def block_path(directory: str, block: int) -> str:
     return f"{directory}/block-{block:06d}.arrow"
 
 
-def shingle_block(ngram: int, task: str | None, item: tuple[str, pa.Table]) -> tuple[np.ndarray, np.ndarray]:
-    """One block of rows → an Arrow file at the item's path with each row's `_row` and, without a
-    `task`, its `numbers` and `whole` shingles (from `_key`), or, given the `task` of `fields: split`,
-    its `prompt` and `response` shingles. Returns the block's rows and their shingle counts (all
-    views). Runs on the engine's workers."""
+def write_block(ngram: int, task: str | None, item: tuple[str, pa.Table]) -> tuple[np.ndarray, np.ndarray]:
+    """One block of rows → a zstd Arrow file at the item's path with each row's `_row` and, without a
+    `task`, its `numbers` and `whole` text (`_key`), or, given the `task` of `fields: split`, the
+    matching keys of its `prompt` and `response`. Returns the block's rows and the most shingles each
+    can have (all views), which sizes the verification tasks. Runs on the engine's workers."""
     path, table = item
     batch = table.combine_chunks().to_batches()[0]
     columns: dict[str, pa.Array] = {"_row": batch.column("_row")}
     if task is None:
-        keys = batch.column("_key").to_pylist()
-        columns |= {"numbers": pa.array(numbers_of(keys), pa.string()), "whole": row_shingles(keys, ngram)}
+        keys = batch.column("_key")
+        columns |= {"numbers": pa.array(numbers_of(keys.to_pylist()), pa.string()), "whole": keys}
     else:
         for name, side in zip(SIDES, side_text_series(batch, task), strict=True):
-            columns[name] = row_shingles(match_keys(side).to_list(), ngram)
+            columns[name] = pa.array(match_keys(side).to_list(), pa.string())
     written = pa.RecordBatch.from_pydict(columns)
     temporary = f"{path}.tmp"
-    with pa.OSFile(temporary, "wb") as sink, pa.ipc.new_file(sink, written.schema) as writer:
+    with pa.OSFile(temporary, "wb") as sink, pa.ipc.new_file(sink, written.schema, options=_BLOCK_FORMAT) as writer:
         writer.write_batch(written)
     os.replace(temporary, path)
-    counts = sum(np.diff(written.column(name).offsets.to_numpy()) for name in written.schema.names
+    counts = sum(window_counts(written.column(name), ngram) for name in written.schema.names
                  if name not in ("_row", "numbers"))
     return batch.column("_row").to_numpy(zero_copy_only=False), np.asarray(counts, dtype=np.int64)
-
-
-def _open_block(directory: str, block: int) -> pa.RecordBatch:
-    """A block file, memory-mapped: only the rows a task takes from it are read."""
-    return pa.ipc.open_file(pa.memory_map(block_path(directory, block))).get_batch(0)
 
 
 Located = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]   # block and position of each pair's two rows
 
 
-def _gather(blocks: dict[int, pa.RecordBatch], block: np.ndarray, position: np.ndarray, column: str) -> pa.Array:
-    """`column` of the rows at (`block`, `position`), in that order."""
-    parts, placed = [], []
-    for b in unique_counts(block)[0].tolist():
-        at = np.flatnonzero(block == b)
-        parts.append(blocks[b].column(column).take(pa.array(position[at])))
-        placed.append(at)
-    return pa.concat_arrays(parts).take(pa.array(np.argsort(np.concatenate(placed), kind="stable")))
+def read_rows(directory: str, located: np.ndarray, column: str) -> pa.Array:
+    """`column` of the rows at `located` (block << 32 | position, sorted), reading one block at a time
+    and only that column: a block's column is decompressed whole, so one is held at once."""
+    blocks, counts = unique_counts(located >> 32)
+    parts: list[pa.Array] = []
+    for block, end, count in zip(blocks.tolist(), np.cumsum(counts).tolist(), counts.tolist(), strict=True):
+        path = block_path(directory, block)
+        index = pa.ipc.open_file(pa.memory_map(path)).schema.get_field_index(column)
+        reader = pa.ipc.open_file(pa.memory_map(path), options=pa.ipc.IpcReadOptions(included_fields=[index]))
+        parts.append(reader.get_batch(0).column(0).take(pa.array(located[end - count:end] & 0xFFFFFFFF)))
+    return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
 
 
 def jaccards(a: pa.Array, b: pa.Array) -> np.ndarray:
@@ -381,32 +401,42 @@ def jaccards(a: pa.Array, b: pa.Array) -> np.ndarray:
     return np.divide(shared, union, out=np.ones(count), where=union > 0)
 
 
-def verify_pairs(threshold: float, match_numbers: bool, views: tuple[str, ...], directory: str,
+def text_jaccards(texts: pa.Array, a: np.ndarray, b: np.ndarray, ngram: int) -> np.ndarray:
+    """Jaccard of the n-gram sets of `texts[a[i]]` and `texts[b[i]]`, each text shingled once."""
+    used, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+    lists = row_shingles(texts.take(pa.array(used)).to_pylist(), ngram)
+    return jaccards(lists.take(pa.array(inverse[:a.size])), lists.take(pa.array(inverse[a.size:])))
+
+
+def verify_pairs(threshold: float, match_numbers: bool, views: tuple[str, ...], ngram: int, directory: str,
                  pairs: Located) -> np.ndarray:
     """One verification task: for each pair, whether its numbers agree (`match_numbers`) and the
     Jaccard of each of the `views` reaches `threshold`, each check only where the earlier ones
-    passed. Runs on the engine's workers."""
+    passed, reading (and shingling) only the rows that check needs. Runs on the engine's workers."""
     block_a, position_a, block_b, position_b = pairs
-    blocks = {b: _open_block(directory, b) for b in unique_counts(np.concatenate([block_a, block_b]))[0].tolist()}
-
-    def both(column: str, at: np.ndarray) -> tuple[pa.Array, pa.Array]:
-        return (_gather(blocks, block_a[at], position_a[at], column),
-                _gather(blocks, block_b[at], position_b[at], column))
-
-    passed = np.ones(block_a.size, dtype=bool)
+    count = block_a.size
+    located = (np.concatenate([block_a, block_b]).astype(np.int64) << 32) | np.concatenate([position_a, position_b])
+    rows, inverse = np.unique(located, return_inverse=True)   # each row of the task once, by block
+    side_a, side_b = inverse[:count], inverse[count:]
+    passed = np.ones(count, dtype=bool)
     if match_numbers:
-        passed = pc.equal(*both("numbers", np.arange(block_a.size))).to_numpy(zero_copy_only=False, writable=True)
+        numbers = read_rows(directory, rows, "numbers")
+        passed = pc.equal(numbers.take(pa.array(side_a)), numbers.take(pa.array(side_b))).to_numpy(
+            zero_copy_only=False, writable=True)
     for view in views:
         at = np.flatnonzero(passed)
         if at.size:
-            passed[at] = jaccards(*both(view, at)) >= threshold
+            used, back = np.unique(np.concatenate([side_a[at], side_b[at]]), return_inverse=True)
+            texts = read_rows(directory, rows[used], view)
+            passed[at] = text_jaccards(texts, back[:at.size], back[at.size:], ngram) >= threshold
     return passed
 
 
 @dataclass
-class ShingleBlocks:
-    """Where some candidate rows' shingles (`views`) were written: block files in `directory`, and per
-    row (`rows`, sorted) its block, its position there and its shingle count. Arrays, not objects."""
+class TextBlocks:
+    """Where some candidate rows' texts (`views`) were written: block files in `directory`, and per
+    row (`rows`, sorted) its block, its position there and the most shingles it can have. Arrays,
+    not objects."""
 
     directory: str
     rows: np.ndarray
@@ -414,13 +444,14 @@ class ShingleBlocks:
     position: np.ndarray
     shingles: np.ndarray
     views: tuple[str, ...]
+    ngram: int
 
     @classmethod
     def write(cls, scan: Scan, rows: np.ndarray, directory: Path, ctx: StageContext, ngram: int,
-              task: str | None, unit: int) -> ShingleBlocks:
+              task: str | None, unit: int) -> TextBlocks:
         """Pick the `rows` (sorted) out of one scan, cut them into blocks of about `unit` key
-        characters, and have the workers shingle and write each block: the whole row and its numbers,
-        or, given a `task`, its two sides (`shingle_block`)."""
+        characters, and have the workers write each block: the whole row and its numbers, or, given
+        a `task`, its two sides (`write_block`)."""
         where = str(directory.absolute())   # the workers may not share the driver's working directory
         columns = ["_row", "_key", *(text_columns(task) if task else [])]
 
@@ -448,8 +479,8 @@ class ShingleBlocks:
                 yield block_path(where, block), pa.concat_tables(pending)
 
         found = cls(where, rows, np.zeros(rows.size, dtype=np.int32), np.zeros(rows.size, dtype=np.int32),
-                    np.zeros(rows.size, dtype=np.int64), SIDES if task else ("whole",))
-        for block, (block_rows, counts) in enumerate(ctx.map(functools.partial(shingle_block, ngram, task), blocks())):
+                    np.zeros(rows.size, dtype=np.int64), SIDES if task else ("whole",), ngram)
+        for block, (block_rows, counts) in enumerate(ctx.map(functools.partial(write_block, ngram, task), blocks())):
             at = np.searchsorted(rows, block_rows)
             found.block[at] = block
             found.position[at] = np.arange(block_rows.size, dtype=np.int32)
@@ -463,26 +494,25 @@ class ShingleBlocks:
     def check(self, pairs: np.ndarray, ctx: StageContext, threshold: float, match_numbers: bool,
               unit: int) -> np.ndarray:
         """`verify_pairs` over these blocks for every pair, on the workers: the pairs grouped by
-        their two blocks and cut into tasks of about `unit` shingles."""
+        their two blocks and cut into tasks of about `unit` shingles. A task reads every block it
+        touches whole, so the block pairs are taken in square tiles of about one task each: a
+        task then reads about 2·√k blocks for its k block pairs, not k + 1 as along a row."""
         at = np.searchsorted(self.rows, pairs)
         block_a, block_b = self.block[at[:, 0]], self.block[at[:, 1]]
-        order = np.lexsort((np.maximum(block_a, block_b), np.minimum(block_a, block_b)))
-        ends = cuts(self.shingles[at[order, 0]] + self.shingles[at[order, 1]], unit)
+        low, high = np.minimum(block_a, block_b).astype(np.int64), np.maximum(block_a, block_b).astype(np.int64)
+        sizes = self.shingles[at[:, 0]] + self.shingles[at[:, 1]]
+        block_pairs = unique_counts(low * (int(high.max(initial=0)) + 1) + high)[0].size
+        per_task = unit / max(float(sizes.mean()), 1.0) if sizes.size else 1.0
+        tile = max(1, int(np.sqrt(per_task * block_pairs / max(len(pairs), 1))))
+        order = np.lexsort((high, low, high // tile, low // tile))
+        ends = cuts(sizes[order], unit)
         spans = list(zip([0, *ends[:-1].tolist()], ends.tolist(), strict=True))
-        task = functools.partial(verify_pairs, threshold, match_numbers, self.views, self.directory)
+        task = functools.partial(verify_pairs, threshold, match_numbers, self.views, self.ngram, self.directory)
         passed = np.zeros(len(pairs), dtype=bool)
         units = (self.locate(pairs[order[start:end]]) for start, end in spans)
         for (start, end), result in zip(spans, ctx.map(task, units), strict=True):
             passed[order[start:end]] = result
         return passed
-
-    def similarity(self, pairs: np.ndarray) -> np.ndarray:
-        """Whole-row Jaccard of a few pairs of candidate rows (for the cluster report)."""
-        if not pairs.size:
-            return np.zeros(0)
-        located = self.locate(pairs)
-        blocks = {b: _open_block(self.directory, b) for b in unique_counts(np.concatenate(located[::2]))[0].tolist()}
-        return jaccards(_gather(blocks, located[0], located[1], "whole"), _gather(blocks, located[2], located[3], "whole"))
 
 
 def _key_chars(table: pa.Table) -> np.ndarray:
@@ -526,9 +556,10 @@ class NearDedup(Stage):
     anything is merged. Clusters are the connected components of verified pairs.
 
     Memory: band hashes are spilled to `work_dir` per batch and grouped band by band with polars; the
-    shingles of the candidate rows (those sharing a band with another row) are written to `work_dir`
-    in blocks and verified on the workers in units of a bounded size (UNIT_SHINGLES). The driver holds
-    the candidate pairs and a few numbers per candidate row, as arrays."""
+    matching texts of the candidate rows (those sharing a band with another row) are written to
+    `work_dir` in zstd blocks and verified on the workers, which shingle them, in units of a bounded
+    size (UNIT_SHINGLES). The driver holds the candidate pairs and a few numbers per candidate row,
+    as arrays."""
 
     name = "near_dedup"
     reads = ("_key", *MEMBER_COLUMNS)
@@ -561,14 +592,10 @@ class NearDedup(Stage):
         if not len(pairs):
             return
         shingles = _fresh_dir(Path(ctx.work_dir) / "shingles")
-        members, blocks = self.verify(scan, pairs, ctx, shingles)
-        self.resolution, clusters = resolve(members, self.report_clusters)
-        sample = clusters[:self.report_clusters]
-        shown = np.array([(c[0]["_row"], m["_row"]) for c in sample for m in c[1:]], dtype=np.int64).reshape(-1, 2)
-        similar = dict(zip(map(tuple, shown.tolist()), blocks.similarity(shown).tolist(), strict=True))
-        write_cluster_report(ctx, self.name, scan, clusters, self.report_clusters,
-                             lambda a, b: similar[(a, b)])
+        members = self.verify(scan, pairs, ctx, shingles)
         shutil.rmtree(shingles, ignore_errors=True)
+        self.resolution, clusters = resolve(members, self.report_clusters)
+        write_cluster_report(ctx, self.name, scan, clusters, self.report_clusters, self.config.ngram)
 
     def spill_band_hashes(self, scan: Scan, spill: Path, ctx: StageContext) -> None:
         """Band hashes of every row with shingles, computed on the engine's workers, spilled per batch."""
@@ -609,22 +636,24 @@ class NearDedup(Stage):
         pairs = pl.concat(found).unique().sort(["a", "b"])
         return pairs.to_numpy().astype(np.int64)
 
-    def verify(self, scan: Scan, pairs: np.ndarray, ctx: StageContext, directory: Path
-               ) -> tuple[pl.DataFrame, ShingleBlocks]:
+    def verify(self, scan: Scan, pairs: np.ndarray, ctx: StageContext, directory: Path) -> pl.DataFrame:
         """Check candidate pairs on the workers (numbers and the whole row's exact Jaccard; then,
         with `fields: split`, each side's, for the pairs whose whole rows passed: usually few) and
         cluster the verified ones here. Clusters are connected components, so the pairs are checked
         independently; the figures follow the sorted pair order as a sequential loop that skips
-        pairs already connected would count them (`connect`)."""
+        pairs already connected would count them (`connect`). Each set of blocks is deleted once
+        checked, so the whole rows' blocks are gone before the sides' are written."""
         cfg = self.config
-        whole = ShingleBlocks.write(scan, unique_counts(pairs.reshape(-1))[0], _fresh_dir(directory / "whole"),
+        whole = TextBlocks.write(scan, unique_counts(pairs.reshape(-1))[0], _fresh_dir(directory / "whole"),
                                     ctx, cfg.ngram, None, self.unit)
         alike = pairs[whole.check(pairs, ctx, cfg.threshold, cfg.match_numbers, self.unit)]
+        shutil.rmtree(whole.directory, ignore_errors=True)
         side_ok = np.ones(len(alike), dtype=bool)
         if self.split and len(alike):
-            sides = ShingleBlocks.write(scan, unique_counts(alike.reshape(-1))[0], _fresh_dir(directory / "sides"),
+            sides = TextBlocks.write(scan, unique_counts(alike.reshape(-1))[0], _fresh_dir(directory / "sides"),
                                         ctx, cfg.ngram, self.task, self.unit)
             side_ok = sides.check(alike, ctx, cfg.threshold, False, self.unit)
+            shutil.rmtree(sides.directory, ignore_errors=True)
         clustered, cluster, merged, rejected = connect(alike, side_ok)
         self.figures["verified_pairs"] = merged
         if self.split:
@@ -634,7 +663,7 @@ class NearDedup(Stage):
         members = _member_frame(kept).join(
             pl.DataFrame({"_row": clustered, "cluster": cluster}, schema={"_row": pl.Int64, "cluster": pl.Int64}),
             on="_row")
-        return members, whole
+        return members
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         return apply_resolution(batch, self.resolution)
