@@ -74,10 +74,12 @@ def top_bits(hashes: np.ndarray, size: int) -> np.ndarray:
 
 
 def prefilter(grams: np.ndarray) -> np.ndarray:
-    """`EvalIndex.present` for these n-gram hashes: a table of at least 16 flags per n-gram (2¹⁶ to
-    2²⁶), so that about one flag in 16 or fewer is set and a training n-gram not in the index
-    passes with that chance. The hashes are mixed, so their top bits are as good as any."""
-    present = np.zeros(1 << min(max((16 * grams.size).bit_length(), 16), 26), dtype=bool)
+    """`EvalIndex.present` for these n-gram hashes: 16 to 32 flags per n-gram (2¹⁶ to 2²⁴ in all),
+    so that at most one flag in 16 is set and a training n-gram not in the index passes with about
+    that chance (beyond 1M n-grams, more often). The table travels with the index to the workers:
+    at most 32 bytes per n-gram, as much as the index itself. The hashes are mixed, so their top
+    bits are as good as any."""
+    present = np.zeros(1 << min(max((16 * grams.size).bit_length(), 16), 24), dtype=bool)
     present[top_bits(grams, present.size)] = True
     return present
 
