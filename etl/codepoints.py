@@ -123,7 +123,7 @@ def per_character_nfkc() -> np.ndarray:
 
 
 # Elements per step of the element-wise hash loops: a few arrays of this many uint64 stay in the L2
-# cache, where a whole batch's would go through memory once per operation (measured 1.9x on 2M values).
+# cache, where a whole batch's would go through memory once per operation (splitmix64 on 2.2M values: about 2x).
 BLOCK = 1 << 15
 
 
