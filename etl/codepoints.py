@@ -122,14 +122,30 @@ def per_character_nfkc() -> np.ndarray:
     return safe
 
 
+# Elements per step of the element-wise hash loops: a few arrays of this many uint64 stay in the L2
+# cache, where a whole batch's would go through memory once per operation (splitmix64 on 2.2M values: about 2x).
+BLOCK = 1 << 15
+
+
 def splitmix64(values: np.ndarray) -> np.ndarray:
     """SplitMix64 finaliser on uint64 arrays (wrapping arithmetic): the one mixing step of every
-    hash over code points here and in etl/stages/minhash.py."""
+    hash over code points here and in etl/stages/minhash.py. A new array of `values`' shape; the
+    steps run in place, BLOCK values at a time."""
+    out = np.empty(np.shape(values), dtype=np.uint64)
+    source, target = np.ravel(values), out.reshape(-1)
+    shifted = np.empty(min(BLOCK, source.size), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        z = values + _U64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
-        return z ^ (z >> _U64(31))
+        for start in range(0, source.size, BLOCK):
+            z = target[start:start + BLOCK]
+            t = shifted[:z.size]
+            np.add(source[start:start + BLOCK], _U64(0x9E3779B97F4A7C15), out=z)
+            for shift, factor in ((30, _U64(0xBF58476D1CE4E5B9)), (27, _U64(0x94D049BB133111EB))):
+                np.right_shift(z, _U64(shift), out=t)
+                z ^= t
+                z *= factor
+            np.right_shift(z, _U64(31), out=t)
+            z ^= t
+    return out
 
 
 @cache

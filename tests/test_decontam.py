@@ -91,3 +91,89 @@ def test_vectorised_units_and_coverage_match_the_per_text_definition():
                 expected[(r, i)] = overlap
     assert dict(zip(zip(rows.tolist(), items.tolist(), strict=True), shared.tolist(), strict=True)) == expected
     assert expected[(0, 0)] == len(zh[0]) and expected[(3, 1)] == len(zh[1])
+
+
+def _index_of(item_grams: list[list[int]]):
+    """An EvalIndex over given n-gram hashes per item (as `EvalIndex.build` lays it out)."""
+    import numpy as np
+
+    from etl.stages.decontaminate import EvalIndex, prefilter
+
+    pairs = sorted({(g, i) for i, grams in enumerate(item_grams) for g in grams})
+    grams = np.array([g for g, _ in pairs], dtype=np.uint64)
+    distinct, first, counts = np.unique(grams, return_index=True, return_counts=True)
+    items = np.array([i for _, i in pairs], dtype=np.int64)
+    return EvalIndex(distinct, first.astype(np.int64), counts.astype(np.int64), items,
+                     np.bincount(items, minlength=len(item_grams)), prefilter(distinct))
+
+
+def _brute_force(item_grams: list[list[int]], texts: list[list[int]]) -> dict[tuple[int, int], int]:
+    shared = {}
+    for t, hashes in enumerate(texts):
+        for i, grams in enumerate(item_grams):
+            if overlap := len(set(hashes) & set(grams)):
+                shared[(t, i)] = overlap
+    return shared
+
+
+def _probe(index, texts: list[list[int]]) -> dict[tuple[int, int], int]:
+    import numpy as np
+
+    hashes = np.array([h for t in texts for h in t], dtype=np.uint64)
+    owner = np.repeat(np.arange(len(texts)), [len(t) for t in texts])
+    rows, items, shared = index.probe(hashes, owner, len(texts))
+    return dict(zip(zip(rows.tolist(), items.tolist(), strict=True), shared.tolist(), strict=True))
+
+
+def test_prefilter_flags_every_indexed_gram_and_few_others():
+    import numpy as np
+
+    from etl.stages.decontaminate import prefilter, top_bits
+
+    grams = np.unique(np.random.default_rng(3).integers(0, 2**64 - 1, 40_000, dtype=np.uint64, endpoint=True))
+    present = prefilter(grams)
+    assert present.size == 1 << 20 and present.size >= 16 * grams.size
+    assert present[top_bits(grams, present.size)].all()
+    assert present.sum() <= grams.size and present.mean() < 1 / 16
+    assert prefilter(np.empty(0, dtype=np.uint64)).size == 1 << 16
+    assert top_bits(np.array([0, 2**63, 2**64 - 1], dtype=np.uint64), 1 << 16).tolist() == [0, 1 << 15, (1 << 16) - 1]
+
+
+def test_probe_confirms_prefilter_candidates_exactly():
+    """N-grams at the ends of the hash range and of the flag table, and training n-grams that share
+    a flag with an indexed one but differ from it (in the low bits, or in the first bit below the
+    flag's): only exact equals count, each distinct n-gram of a text once."""
+    top = 2**64 - 1
+    low_bits = 64 - 16                     # a table of 2^16 flags: flag = the top 16 bits
+    item_grams = [[0, 1, top, top - 1, 5 << low_bits], [(1 << low_bits) - 1, 1 << low_bits, top]]
+    index = _index_of(item_grams)
+    assert index.present.size == 1 << 16
+    near = [2, 3, top - 2, (5 << low_bits) + 1, (5 << low_bits) | (1 << (low_bits - 1)), (1 << low_bits) + 1,
+            (1 << low_bits) - 2, (6 << low_bits) - 1]
+    texts = [
+        [0, 1, top, top - 1, 5 << low_bits],                         # all of item 0, and item 1's `top`
+        near,                                                        # flags set, no n-gram equal
+        near + [1 << low_bits, 1 << low_bits, 1 << low_bits],        # one of item 1's, three times
+        [],
+        [top, 0, top, 12345, (1 << low_bits) - 1] + near,
+    ]
+    expected = {(0, 0): 5, (0, 1): 1, (2, 1): 1, (4, 0): 2, (4, 1): 2}
+    assert _brute_force(item_grams, texts) == expected
+    assert _probe(index, texts) == expected
+
+
+def test_probe_matches_brute_force_when_flags_collide_often():
+    """Many eval n-grams in a small table: most training n-grams pass the prefilter and must be
+    rejected by the exact comparison."""
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    pool = rng.integers(0, 2**64 - 1, 3_000, dtype=np.uint64, endpoint=True).tolist()
+    item_grams = [rng.choice(pool[:1_500], int(rng.integers(1, 60)), replace=False).tolist() for _ in range(80)]
+    # Training n-grams: indexed ones, others sharing their top 20 bits, and unrelated ones.
+    twins = [(g & ~((1 << 44) - 1)) | int(rng.integers(0, 1 << 44)) for g in pool[:1_500]]
+    texts = [rng.choice(pool + twins, int(rng.integers(0, 400))).tolist() for _ in range(200)]
+    index = _index_of(item_grams)
+    expected = _brute_force(item_grams, texts)
+    assert len(expected) > 1_000
+    assert _probe(index, texts) == expected

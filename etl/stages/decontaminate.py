@@ -68,16 +68,35 @@ def text_ngrams(texts: list[str] | pl.Series, ngram_zh: int, ngram_en: int) -> t
     return hashes, offsets
 
 
+def top_bits(hashes: np.ndarray, size: int) -> np.ndarray:
+    """The top log2(size) bits of each uint64 hash, as indices into a table of `size` (a power of 2)."""
+    return (hashes >> np.uint64(65 - size.bit_length())).view(np.int64)
+
+
+def prefilter(grams: np.ndarray) -> np.ndarray:
+    """`EvalIndex.present` for these n-gram hashes: 16 to 32 flags per n-gram (2¹⁶ to 2²⁴ in all),
+    so that at most one flag in 16 is set and a training n-gram not in the index passes with about
+    that chance (beyond 1M n-grams, more often). The table travels with the index to the workers:
+    at most 32 bytes per n-gram, as much as the index itself. The hashes are mixed, so their top
+    bits are as good as any."""
+    present = np.zeros(1 << min(max((16 * grams.size).bit_length(), 16), 24), dtype=bool)
+    present[top_bits(grams, present.size)] = True
+    return present
+
+
 @dataclass(frozen=True)
 class EvalIndex:
     """The eval items' n-grams: distinct hashes sorted, and for each the items holding it
-    (`items[starts[k]:starts[k] + counts[k]]`), plus each item's n-gram count."""
+    (`items[starts[k]:starts[k] + counts[k]]`), plus each item's n-gram count. `present` is a
+    prefilter: one flag per value of a hash's top bits, set where an indexed n-gram has them, so
+    that a probe binary-searches only the few training n-grams whose flag is set."""
 
     grams: np.ndarray
     starts: np.ndarray
     counts: np.ndarray
     items: np.ndarray
     item_grams: np.ndarray
+    present: np.ndarray
 
     @classmethod
     def build(cls, texts: list[str], config: DecontamConfig) -> EvalIndex:
@@ -92,7 +111,7 @@ class EvalIndex:
         distinct, counts = distinct[counts <= config.stop_items], counts[counts <= config.stop_items]
         starts = np.zeros(counts.size, dtype=np.int64)
         np.cumsum(counts[:-1], out=starts[1:])
-        return cls(distinct, starts, counts, owner, np.bincount(owner, minlength=len(texts)))
+        return cls(distinct, starts, counts, owner, np.bincount(owner, minlength=len(texts)), prefilter(distinct))
 
     def probe(self, hashes: np.ndarray, text: np.ndarray, texts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(text, item, shared n-grams) for every text sharing an n-gram with an item; each distinct
@@ -100,9 +119,10 @@ class EvalIndex:
         empty = np.empty(0, dtype=np.int64)
         if not self.grams.size or not hashes.size:
             return empty, empty, empty
-        at = np.minimum(np.searchsorted(self.grams, hashes), self.grams.size - 1)
-        found = self.grams[at] == hashes
-        keys = unique_counts(text[found] * self.grams.size + at[found])[0]   # distinct (text, n-gram)
+        maybe = np.flatnonzero(self.present[top_bits(hashes, self.present.size)])
+        at = np.minimum(np.searchsorted(self.grams, hashes[maybe]), self.grams.size - 1)
+        found = self.grams[at] == hashes[maybe]
+        keys = unique_counts(text[maybe[found]] * self.grams.size + at[found])[0]   # distinct (text, n-gram)
         text, at = keys // self.grams.size, keys % self.grams.size
         width = self.counts[at]
         positions = np.repeat(self.starts[at], width) + np.arange(int(width.sum())) - np.repeat(
