@@ -31,6 +31,7 @@ from etl.engines import Engine, make_engine
 from etl.executor import TaskRun, scan_parquet
 from etl.faults import checkpoint
 from etl.fetch.base import FetchedSource, FetchError
+from etl.memory import release_memory
 from etl.read.base import SourceFileError
 from etl.schemas import REJECTS_SCHEMA, arrow_schema
 from etl.stages.pipeline import default_stages
@@ -406,6 +407,7 @@ def fetch_and_convert(catalog: Catalog, outcomes: list[SourceOutcome], options: 
         for outcome, units in plans:
             done = [_unit_result(next(results)) for _ in units]
             _settle(outcome, merge_guarded(outcome, done, work_dir), reporter, work_dir)
+        release_memory()
 
 
 def _engine(engine: Engine | None, options: BuildOptions) -> Any:
@@ -551,6 +553,7 @@ def _run_tasks(catalog: Catalog, outcomes: list[SourceOutcome], staging: Path, w
             for source_id, n in removed.items():
                 by_id[source_id].stage_removed[stage_name] += n
         _gather_stage_counts(run, by_id, task)
+        release_memory()
         for stage in stages:
             summary = stage.summary()
             if summary:

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from etl.engines.base import Engine
 from etl.engines.local import LocalEngine
 from etl.faults import checkpoint
+from etl.memory import release_memory
 from etl.stages.base import DROP, Scan, Stage, StageContext, Tally, check_chain, settle
 
 BATCH_ROWS = 10_000
@@ -123,6 +124,7 @@ class TaskRun:
                 stage.prepare(_replay(current, segment), ctx)
                 self.phases.append((f"{stage.name}.prepare", start, time.perf_counter()))
                 shutil.rmtree(ctx.work_dir, ignore_errors=True)
+                release_memory()   # the pass's tables are freed; their pages go back (etl/memory.py)
                 checkpoint(f"stage:{stage.name}")
             segment.append(stage)
         start = time.perf_counter()
