@@ -4,7 +4,12 @@ the same rows as the in-memory reference runner whatever the worker count."""
 from __future__ import annotations
 
 import functools
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -97,3 +102,49 @@ def test_executor_matches_the_in_memory_runner(tmp_path, workers):
     assert run.removed["exact_dedup"].total() == 300 and run.removed["near_dedup"].total() > 100
     assert run.removed["decontaminate"].total() == 1
     assert not (tmp_path / "work").exists()   # scratch is gone once the task's rows are out
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an exited child nobody has reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGTERM])
+def test_pool_workers_end_when_the_build_is_killed(signal_number):
+    """A build killed while its pool is up must not leave the workers running (seen before: both kept
+    running, holding their memory, after kill -9 and after SIGTERM)."""
+    script = ("import sys, time\nfrom etl.engines.local import LocalEngine\n"
+              "engine = LocalEngine(2)\nassert list(engine.map(abs, [-1, -2, -3, -4])) == [1, 2, 3, 4]\n"
+              "print('ready', flush=True)\ntime.sleep(120)\n")
+    build = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parent.parent)
+    try:
+        assert build.stdout is not None and build.stdout.readline().strip() == "ready"
+        workers = [pid for pid in _children(build.pid) if _alive(pid)]
+        assert workers, "the pool started no worker"
+        build.send_signal(signal_number)
+        build.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [pid for pid in workers if _alive(pid)] == []
+    finally:
+        build.kill()
+        build.wait()

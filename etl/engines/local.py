@@ -5,12 +5,16 @@ spawned processes (not forked: forked workers deadlock once the parent has used 
 is started on first use and kept for the whole build. The function given to `map` travels with each
 item through the pool's own serialisation (a dedup resolution or an eval index is a few NumPy arrays).
 At most `2 × workers` items are in flight, so a map over a task's batches holds a bounded number of
-batches.
+batches. Each worker ends itself when the build that started it is gone (killed with SIGKILL or
+SIGTERM, so the pool never told it to stop): it would otherwise keep running, holding memory.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -19,6 +23,20 @@ from typing import Any, TypeVar
 from etl.engines.base import Engine
 
 R = TypeVar("R")
+PARENT_POLL_SECONDS = 1.0
+
+
+def _end_with_parent(parent: int) -> None:
+    """Pool initializer: a daemon thread that ends this worker once `parent` is no longer its parent
+    (a dead parent's children are re-parented to init or a subreaper)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
 
 def _call(fn: Callable[[Any], Any], item: Any) -> Any:
     return fn(item)
@@ -38,7 +56,8 @@ class LocalEngine(Engine):
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
+                                             initializer=_end_with_parent, initargs=(os.getpid(),))
         return self._pool
 
     def _ordered(self, submit: Callable[[Any], Future[Any]], items: Iterable[Any]) -> Iterator[Future[Any]]:
