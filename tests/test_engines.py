@@ -148,3 +148,17 @@ def test_pool_workers_end_when_the_build_is_killed(signal_number):
     finally:
         build.kill()
         build.wait()
+
+
+def test_a_worker_releases_memory_when_its_phase_changes(monkeypatch):
+    """Pages go back at phase changes (the function given changes), not after every item."""
+    from etl.engines import local
+
+    released: list[str | None] = []
+    monkeypatch.setattr(local, "release_memory", lambda: released.append(local._Phases.last))
+    monkeypatch.setattr(local._Phases, "last", None)
+    calls = [functools.partial(_scale, 2), functools.partial(_scale, 3), _fail_on_two, _fail_on_two,
+             functools.partial(_scale, 4)]
+    assert [local._call(fn, 5) for fn in calls] == [10, 15, 50, 50, 20]
+    assert local._call_unit(_scale, (2, 6)) == 12
+    assert released == ["tests.test_engines._scale", "tests.test_engines._fail_on_two"]
