@@ -273,7 +273,7 @@ def test_blocked_verification_matches_the_sequential_loop_at_any_unit_size(tmp_p
         report = (tmp_path / f"r{unit}" / "dup_clusters-sft-near_dedup.jsonl").read_text(encoding="utf-8")
         results.append((stage.summary(), out.column("id").to_pylist(), removed, _clusters_of(stage.resolution),
                         report))
-        assert not (tmp_path / f"w{unit}" / "sft" / "near_dedup" / "shingles").exists()   # scratch removed
+        assert not (tmp_path / f"w{unit}" / "sft" / "near_dedup" / "blocks").exists()   # scratch removed
     assert all(result == results[0] for result in results[1:])
     figures, clusters, skipped, similarity = _sequential(normalised, stage.pairs, config)
     summary, _, removed, found, report = results[0]

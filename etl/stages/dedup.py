@@ -332,6 +332,9 @@ def window_counts(texts: pa.Array, ngram: int) -> np.ndarray:
 
 
 SIDES = ("prompt", "response")
+# A block's columns in file order (`write_block`): a whole row's view, or the two sides' views.
+WHOLE_BLOCK = ("_row", "numbers", "whole")
+SIDE_BLOCK = ("_row", *SIDES)
 # Blocks hold the matching text a view is shingled from, not its shingles: zstd text takes a third
 # (real text) to a twelfth (templated text) of the bytes of the 4-byte hashes of its n-grams, and the
 # verification tasks shingle only the rows of the pairs whose numbers agree (bench/RESULTS.md,
@@ -356,8 +359,9 @@ def write_block(ngram: int, task: str | None, item: tuple[str, pa.Table]) -> tup
         columns |= {"numbers": pa.array(numbers_of(keys.to_pylist()), pa.string()), "whole": keys}
     else:
         for name, side in zip(SIDES, side_text_series(batch, task), strict=True):
-            columns[name] = pa.array(match_keys(side).to_list(), pa.string())
+            columns[name] = match_keys(side).to_arrow().cast(pa.string())
     written = pa.RecordBatch.from_pydict(columns)
+    assert tuple(written.schema.names) == (SIDE_BLOCK if task else WHOLE_BLOCK)   # read_rows relies on it
     temporary = f"{path}.tmp"
     with pa.OSFile(temporary, "wb") as sink, pa.ipc.new_file(sink, written.schema, options=_BLOCK_FORMAT) as writer:
         writer.write_batch(written)
@@ -376,9 +380,9 @@ def read_rows(directory: str, located: np.ndarray, column: str) -> pa.Array:
     blocks, counts = unique_counts(located >> 32)
     parts: list[pa.Array] = []
     for block, end, count in zip(blocks.tolist(), np.cumsum(counts).tolist(), counts.tolist(), strict=True):
-        path = block_path(directory, block)
-        index = pa.ipc.open_file(pa.memory_map(path)).schema.get_field_index(column)
-        reader = pa.ipc.open_file(pa.memory_map(path), options=pa.ipc.IpcReadOptions(included_fields=[index]))
+        layout = WHOLE_BLOCK if column in WHOLE_BLOCK else SIDE_BLOCK
+        options = pa.ipc.IpcReadOptions(included_fields=[layout.index(column)])
+        reader = pa.ipc.open_file(pa.memory_map(block_path(directory, block)), options=options)
         parts.append(reader.get_batch(0).column(0).take(pa.array(located[end - count:end] & 0xFFFFFFFF)))
     return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
 
@@ -591,9 +595,9 @@ class NearDedup(Stage):
         self.figures = {"bands": self.bands, "rows": self.rows, "candidate_pairs": int(len(pairs))}
         if not len(pairs):
             return
-        shingles = _fresh_dir(Path(ctx.work_dir) / "shingles")
-        members = self.verify(scan, pairs, ctx, shingles)
-        shutil.rmtree(shingles, ignore_errors=True)
+        blocks = _fresh_dir(Path(ctx.work_dir) / "blocks")
+        members = self.verify(scan, pairs, ctx, blocks)
+        shutil.rmtree(blocks, ignore_errors=True)
         self.resolution, clusters = resolve(members, self.report_clusters)
         write_cluster_report(ctx, self.name, scan, clusters, self.report_clusters, self.config.ngram)
 
