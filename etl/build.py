@@ -780,8 +780,7 @@ def run_build(catalog: Catalog, options: BuildOptions, reporter: Reporter) -> Bu
     out = options.out
     sources = [_with_build_settings(s, catalog) for s in catalog.select(options.source_ids, options.tasks)]
     tally = TokenTally(load_counter(options.tokenizer))  # a tokenizer that cannot load fails before any work
-    with OutputLock(out, reporter), make_engine(options.engine, options.workers, options.ray_address,
-                                                out / ".work" / "spool") as engine:
+    with OutputLock(out, reporter), make_engine(options.engine, options.workers, options.ray_address) as engine:
         previous, owned = previous_output(out)
         work_dir = out / ".work"
         staging = out / ".staging"

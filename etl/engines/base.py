@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 R = TypeVar("R")
@@ -65,16 +64,14 @@ class Engine(ABC):
 ENGINES = ("local", "ray")
 
 
-def make_engine(name: str = "local", workers: int = 1, address: str | None = None,
-                spool_folder: Path | None = None) -> Engine:
-    """The engine a build runs on (`medcorpus build --engine local|ray [--ray-address ADDR]`);
-    `spool_folder`: the local engine's folder for values on their way to and from its workers."""
+def make_engine(name: str = "local", workers: int = 1, address: str | None = None) -> Engine:
+    """The engine a build runs on (`medcorpus build --engine local|ray [--ray-address ADDR]`)."""
     if name == "local":
         if address:
             raise ValueError("--ray-address needs --engine ray")
         from etl.engines.local import LocalEngine
 
-        return LocalEngine(workers, spool_folder)
+        return LocalEngine(workers)
     if name == "ray":
         try:
             from etl.engines.ray import RayEngine  # type: ignore[import-not-found]

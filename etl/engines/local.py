@@ -6,25 +6,20 @@ is started on first use and kept for the whole build. The function given to `map
 item through the pool's own serialisation (a dedup resolution or an eval index is a few NumPy arrays).
 At most `2 × workers` items are in flight, so a map over a task's batches holds a bounded number of
 batches. Each worker ends itself when the build that started it is gone (killed with SIGKILL or
-SIGTERM, so the pool never told it to stop): it would otherwise keep running, holding memory. Big
-batches and arrays travel through files rather than the pool's pipe (etl/engines/spool.py).
+SIGTERM, so the pool never told it to stop): it would otherwise keep running, holding memory.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
-from etl.engines import spool
 from etl.engines.base import Engine
 from etl.memory import release_memory
 
@@ -32,11 +27,9 @@ R = TypeVar("R")
 PARENT_POLL_SECONDS = 1.0
 
 
-def _start_worker(parent: int, spool_folder: str) -> None:
-    """Pool initializer: big values through `spool_folder` (etl/engines/spool.py), and a daemon
-    thread that ends this worker once `parent` is no longer its parent (a dead parent's children are
-    re-parented to init or a subreaper)."""
-    spool.use(Path(spool_folder))
+def _end_with_parent(parent: int) -> None:
+    """Pool initializer: a daemon thread that ends this worker once `parent` is no longer its parent
+    (a dead parent's children are re-parented to init or a subreaper)."""
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -77,26 +70,15 @@ def _call_unit(fn: Callable[..., Any], unit: tuple[Any, ...]) -> Any:
 class LocalEngine(Engine):
     name = "local"
 
-    def __init__(self, workers: int = 1, spool_folder: Path | None = None) -> None:
-        """`spool_folder`: where big values travel between the build and the workers (emptied when
-        the pool starts, removed when it closes); a new temporary folder if not given."""
+    def __init__(self, workers: int = 1) -> None:
         super().__init__(workers)
         self._pool: ProcessPoolExecutor | None = None
-        self._spool_given = spool_folder
-        self._spool: Path | None = None
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            if self._spool_given is None:
-                self._spool = Path(tempfile.mkdtemp(prefix="medcorpus-spool-"))
-            else:
-                self._spool = self._spool_given
-                shutil.rmtree(self._spool, ignore_errors=True)
-                self._spool.mkdir(parents=True)
-            spool.use(self._spool)
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_start_worker,
-                                             initargs=(os.getpid(), str(self._spool)))
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
+                                             initializer=_end_with_parent, initargs=(os.getpid(),))
         return self._pool
 
     def _ordered(self, submit: Callable[[Any], Future[Any]], items: Iterable[Any]) -> Iterator[Future[Any]]:
@@ -134,8 +116,4 @@ class LocalEngine(Engine):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        if self._spool is not None:
-            spool.use(None)
-            shutil.rmtree(self._spool, ignore_errors=True)
-            self._spool = None
 
