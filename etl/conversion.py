@@ -59,6 +59,7 @@ from etl.read.text import parse_text_lines
 from etl.rows import RowBuilder
 from etl.schemas import REJECTS_SCHEMA, arrow_schema, json_schema
 from etl.seen import NativeIds, SeenKeys, digest_key
+from etl.write import RowGroupWriter
 
 log = logging.getLogger(__name__)
 
@@ -124,53 +125,6 @@ def conversion_key(source: Source, fetched: FetchedSource) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-class _BatchedWriter:
-    """Appends rows (dicts or Arrow tables) to a Parquet file in row groups of exactly BATCH_ROWS rows
-    (the last one shorter), so that the file's bytes depend only on its rows, never on how they came;
-    the file is created even when no row comes."""
-
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self.schema = schema
-        self.writer = pq.ParquetWriter(path, schema, compression="zstd")
-        self.rows: list[dict[str, Any]] = []
-        self.tables: list[pa.Table] = []
-        self.pending = 0
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        self.pending += 1
-        if self.pending >= BATCH_ROWS:
-            self.flush()
-
-    def add_table(self, table: pa.Table) -> None:
-        self._materialise()
-        self.tables.append(table)
-        self.pending += table.num_rows
-        if self.pending >= BATCH_ROWS:
-            self.flush()
-
-    def _materialise(self) -> None:
-        if self.rows:
-            self.tables.append(pa.Table.from_pylist(self.rows, schema=self.schema))
-            self.rows = []
-
-    def flush(self, final: bool = False) -> None:
-        self._materialise()
-        if not self.tables:
-            return
-        table = pa.concat_tables(self.tables) if len(self.tables) > 1 else self.tables[0]
-        while table.num_rows >= BATCH_ROWS or (final and table.num_rows):
-            take = min(BATCH_ROWS, table.num_rows)
-            self.writer.write_table(table.slice(0, take).combine_chunks())
-            table = table.slice(take)
-        self.tables = [table] if table.num_rows else []
-        self.pending = table.num_rows
-
-    def close(self) -> None:
-        self.flush(final=True)
-        self.writer.close()
-
-
 def _reject_row(source_id: str, file: str, location: str, reason: str, message: str, raw: Any) -> dict[str, str]:
     if not isinstance(raw, str):
         try:
@@ -203,9 +157,9 @@ class _Conversion:
         schema = arrow_schema(source.task)
         if units:
             schema = schema.append(pa.field("_hash", pa.int64()))
-        self.rows_out = _BatchedWriter(folder / "rows.parquet", schema)
-        self.eval_out = _BatchedWriter(folder / "eval.parquet", schema)
-        self.rejects_out = _BatchedWriter(folder / "rejects.parquet", REJECTS_SCHEMA)
+        self.rows_out = RowGroupWriter(folder / "rows.parquet", schema, BATCH_ROWS)
+        self.eval_out = RowGroupWriter(folder / "eval.parquet", schema, BATCH_ROWS)
+        self.rejects_out = RowGroupWriter(folder / "rejects.parquet", REJECTS_SCHEMA, BATCH_ROWS)
         self.writers = (self.rows_out, self.eval_out, self.rejects_out)
         self.counts = SourceCounts()
         self.builder = RowBuilder(source, log=units)
@@ -657,7 +611,7 @@ def merge_units(source: Source, fetched: FetchedSource, work_dir: Path, results:
     staging = final.parent / f".{key}.tmp-{os.getpid()}"
     staging.mkdir(parents=True)
     schema = arrow_schema(source.task)
-    writers = {name: _BatchedWriter(staging / name, REJECTS_SCHEMA if name == "rejects.parquet" else schema)
+    writers = {name: RowGroupWriter(staging / name, REJECTS_SCHEMA if name == "rejects.parquet" else schema, BATCH_ROWS)
                for name in ("rows.parquet", "eval.parquet", "rejects.parquet")}
     hash_seen = SeenKeys()
     native_seen = NativeIds()

@@ -28,6 +28,7 @@ from etl.engines.local import LocalEngine
 from etl.faults import checkpoint
 from etl.memory import release_memory
 from etl.stages.base import DROP, Scan, Stage, StageContext, Tally, check_chain, settle
+from etl.write import RowGroupWriter
 
 BATCH_ROWS = 10_000
 Stream = Callable[[list[str] | None], Iterator[pa.RecordBatch]]
@@ -66,38 +67,12 @@ def scan_parquet(paths: list[Path], columns: list[str] | None = None) -> Iterato
     whole file cuts them), read by a fresh reader per aligned run of row groups: one reader kept over
     a file's many row groups holds on to memory as it goes (measured in the driver of a 1M build:
     Arrow's allocation grew by ≈ 30 MiB per 100k rows of the SFT scratch, 243 MiB by the end; known
-    upstream, apache/arrow#39808). Files written here have aligned row groups (`write_aligned`; the
-    conversion cache's are 5,000 rows), so a run is one or two groups."""
+    upstream, apache/arrow#39808). The files read here are written by `RowGroupWriter` (the scratch in
+    row groups of BATCH_ROWS rows, the conversion cache in 5,000), so a run is one or two groups."""
     for path in paths:
         parquet = pq.ParquetFile(path)
         for groups in aligned_runs(parquet):
             yield from parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=groups, columns=columns)
-
-
-def write_aligned(path: Path, batches: Iterator[pa.RecordBatch]) -> bool:
-    """Write `batches` to one zstd Parquet file in row groups of exactly BATCH_ROWS rows (the last
-    shorter), for `scan_parquet`. False (and no file) when no batch comes."""
-    writer: pq.ParquetWriter | None = None
-    pending: list[pa.RecordBatch] = []
-    rows = 0
-    for batch in batches:
-        if writer is None:
-            writer = pq.ParquetWriter(path, batch.schema, compression="zstd")
-        if not batch.num_rows:
-            continue
-        pending.append(batch)
-        rows += batch.num_rows
-        while rows >= BATCH_ROWS:
-            table = pa.Table.from_batches(pending, schema=writer.schema)
-            writer.write_table(table.slice(0, BATCH_ROWS), row_group_size=BATCH_ROWS)
-            rest = table.slice(BATCH_ROWS)
-            pending, rows = rest.to_batches(), rest.num_rows
-    if writer is None:
-        return False
-    if rows:
-        writer.write_table(pa.Table.from_batches(pending, schema=writer.schema), row_group_size=BATCH_ROWS)
-    writer.close()
-    return True
 
 
 def run_segment(segment: list[Stage], finish: Finish | None, batch: pa.RecordBatch
@@ -213,8 +188,14 @@ class TaskRun:
         folder.mkdir(parents=True)
         path = folder / "rows.parquet"
         start = time.perf_counter()
-        written = write_aligned(path, self._apply(source, segment))
+        writer: RowGroupWriter | None = None
+        for batch in self._apply(source, segment):
+            if writer is None:
+                writer = RowGroupWriter(path, batch.schema, BATCH_ROWS)
+            if batch.num_rows:
+                writer.add_table(pa.Table.from_batches([batch]))
         self.phases.append((f"apply {'+'.join(s.name for s in segment)} → scratch", start, time.perf_counter()))
-        if not written:
+        if writer is None:
             return lambda cols: iter(())
+        writer.close()
         return lambda cols: scan_parquet([path], cols)

@@ -1,4 +1,6 @@
-"""Give memory the driver has freed back to the system between the phases of a build.
+"""Give memory a build's processes have freed back to the system between the phases of a build
+(the driver at phase ends, etl/build.py and etl/executor.py; a pool worker when the function it is
+given changes, etl/engines/local.py).
 
 Arrow's default allocator (mimalloc) and glibc's malloc keep the pages of freed buffers for reuse.
 After a global pass the driver holds hundreds of MiB of such pages (measured on the 1M benchmark

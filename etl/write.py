@@ -12,6 +12,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -140,3 +141,51 @@ class ShardedWriter:
             shards.append(Shard(f"{self.task}/{name}", self.task, self.split, rows,
                                 final.stat().st_size, file_sha256(final)))
         return shards
+
+
+class RowGroupWriter:
+    """Appends rows (dicts or Arrow tables) to a zstd Parquet file in row groups of exactly `group_rows`
+    rows (the last one shorter), so that the file's bytes depend only on its rows, never on how they
+    came, and a reader can take it a run of row groups at a time (etl/executor.scan_parquet); the
+    file is created even when no row comes."""
+
+    def __init__(self, path: Path, schema: pa.Schema, group_rows: int) -> None:
+        self.schema, self.group_rows = schema, group_rows
+        self.writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self.rows: list[dict[str, Any]] = []
+        self.tables: list[pa.Table] = []
+        self.pending = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.pending += 1
+        if self.pending >= self.group_rows:
+            self.flush()
+
+    def add_table(self, table: pa.Table) -> None:
+        self._materialise()
+        self.tables.append(table)
+        self.pending += table.num_rows
+        if self.pending >= self.group_rows:
+            self.flush()
+
+    def _materialise(self) -> None:
+        if self.rows:
+            self.tables.append(pa.Table.from_pylist(self.rows, schema=self.schema))
+            self.rows = []
+
+    def flush(self, final: bool = False) -> None:
+        self._materialise()
+        if not self.tables:
+            return
+        table = pa.concat_tables(self.tables) if len(self.tables) > 1 else self.tables[0]
+        while table.num_rows >= self.group_rows or (final and table.num_rows):
+            take = min(self.group_rows, table.num_rows)
+            self.writer.write_table(table.slice(0, take).combine_chunks())
+            table = table.slice(take)
+        self.tables = [table] if table.num_rows else []
+        self.pending = table.num_rows
+
+    def close(self) -> None:
+        self.flush(final=True)
+        self.writer.close()

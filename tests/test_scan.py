@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from etl import executor
-from etl.executor import aligned_runs, scan_parquet, write_aligned
+from etl.executor import TaskRun, aligned_runs, scan_parquet
+from etl.write import RowGroupWriter
 
 
 def _batch(start: int, rows: int) -> pa.RecordBatch:
@@ -48,16 +49,23 @@ def test_runs_end_on_batch_boundaries(tmp_path, monkeypatch):
     assert list(aligned_runs(pq.ParquetFile(path))) == [[0, 1], [2, 3], [4, 5, 6, 7]]
 
 
-def test_write_aligned_cuts_row_groups_of_batch_rows(tmp_path, monkeypatch):
-    monkeypatch.setattr(executor, "BATCH_ROWS", 10)
+def test_the_row_group_writer_cuts_row_groups_of_exactly_the_given_rows(tmp_path):
     path = tmp_path / "scratch.parquet"
     pieces = [_batch(0, 7), _batch(7, 0), _batch(7, 8), _batch(15, 14), _batch(29, 3)]
-    assert write_aligned(path, iter(pieces))
+    writer = RowGroupWriter(path, pieces[0].schema, 10)
+    for piece in pieces:
+        writer.add_table(pa.Table.from_batches([piece]))
+    writer.close()
     metadata = pq.ParquetFile(path).metadata
     assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [10, 10, 10, 2]
     assert pq.read_table(path).equals(pa.Table.from_batches(pieces))
-    assert not write_aligned(tmp_path / "none.parquet", iter([]))
-    assert not (tmp_path / "none.parquet").exists()
+
+
+def test_a_segment_with_no_batch_leaves_no_scratch(tmp_path):
+    run = TaskRun("pretrain", [], tmp_path / "work", tmp_path / "reports", lambda columns: iter(()))
+    stream = run._materialise(lambda columns: iter(()), [], 0)
+    assert list(stream(None)) == []
+    assert not (tmp_path / "work" / "segment-00" / "rows.parquet").exists()
 
 
 def test_reading_many_row_groups_does_not_accumulate_memory(tmp_path):

@@ -327,7 +327,7 @@ def row_shingles(keys: list[str], ngram: int) -> pa.LargeListArray:
 
 def window_counts(texts: pa.Array, ngram: int) -> np.ndarray:
     """Shingles each text can have at most (`shingle_hashes`: one per window, one for a short text)."""
-    chars = pc.utf8_length(texts).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    chars = _chars(texts)
     return np.where(chars >= ngram, chars - ngram + 1, (chars > 0).astype(np.int64))
 
 
@@ -378,10 +378,10 @@ def read_rows(directory: str, located: np.ndarray, column: str) -> pa.Array:
     """`column` of the rows at `located` (block << 32 | position, sorted), reading one block at a time
     and only that column: a block's column is decompressed whole, so one is held at once."""
     blocks, counts = unique_counts(located >> 32)
+    layout = WHOLE_BLOCK if column in WHOLE_BLOCK else SIDE_BLOCK
+    options = pa.ipc.IpcReadOptions(included_fields=[layout.index(column)])
     parts: list[pa.Array] = []
     for block, end, count in zip(blocks.tolist(), np.cumsum(counts).tolist(), counts.tolist(), strict=True):
-        layout = WHOLE_BLOCK if column in WHOLE_BLOCK else SIDE_BLOCK
-        options = pa.ipc.IpcReadOptions(included_fields=[layout.index(column)])
         reader = pa.ipc.open_file(pa.memory_map(block_path(directory, block)), options=options)
         parts.append(reader.get_batch(0).column(0).take(pa.array(located[end - count:end] & 0xFFFFFFFF)))
     return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
@@ -519,8 +519,13 @@ class TextBlocks:
         return passed
 
 
+def _chars(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Characters of each text (0 for a null)."""
+    return pc.utf8_length(texts).fill_null(0).to_numpy().astype(np.int64)
+
+
 def _key_chars(table: pa.Table) -> np.ndarray:
-    return pc.utf8_length(table.column("_key")).fill_null(0).to_numpy().astype(np.int64)
+    return _chars(table.column("_key"))
 
 
 def connect(pairs: np.ndarray, side_ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -649,13 +654,13 @@ class NearDedup(Stage):
         checked, so the whole rows' blocks are gone before the sides' are written."""
         cfg = self.config
         whole = TextBlocks.write(scan, unique_counts(pairs.reshape(-1))[0], _fresh_dir(directory / "whole"),
-                                    ctx, cfg.ngram, None, self.unit)
+                                 ctx, cfg.ngram, None, self.unit)
         alike = pairs[whole.check(pairs, ctx, cfg.threshold, cfg.match_numbers, self.unit)]
         shutil.rmtree(whole.directory, ignore_errors=True)
         side_ok = np.ones(len(alike), dtype=bool)
         if self.split and len(alike):
             sides = TextBlocks.write(scan, unique_counts(alike.reshape(-1))[0], _fresh_dir(directory / "sides"),
-                                        ctx, cfg.ngram, self.task, self.unit)
+                                     ctx, cfg.ngram, self.task, self.unit)
             side_ok = sides.check(alike, ctx, cfg.threshold, False, self.unit)
             shutil.rmtree(sides.directory, ignore_errors=True)
         clustered, cluster, merged, rejected = connect(alike, side_ok)
