@@ -28,7 +28,7 @@ from etl import __version__
 from etl.catalog import TASKS, Catalog, Source
 from etl.conversion import Converted, Unit, UnitResult, convert_unit, merge_units, plan_units
 from etl.engines import Engine, make_engine
-from etl.executor import TaskRun, scan_parquet
+from etl.executor import ParquetStream, TaskRun, scan_parquet
 from etl.faults import checkpoint
 from etl.fetch.base import FetchedSource, FetchError
 from etl.memory import release_memory
@@ -448,21 +448,9 @@ def _settle(outcome: SourceOutcome, result: Converted | WorkerFailure, reporter:
 # --------------------------------------------------------------------------- cross-source stages
 
 
-def _task_stream(parts: list[tuple[Converted, int]]) -> Any:
+def _task_stream(parts: list[tuple[Converted, int]]) -> ParquetStream:
     """A re-startable stream of one task's rows in canonical order, with `_row` and `_priority`."""
-
-    def stream(columns: list[str] | None) -> Iterator[pa.RecordBatch]:
-        ordinal = 0
-        for converted, priority in parts:
-            for batch in scan_parquet([converted.rows_path]):
-                n = batch.num_rows
-                batch = pa.RecordBatch.from_arrays(
-                    [*batch.columns, pa.array(range(ordinal, ordinal + n), pa.int64()), pa.repeat(pa.scalar(priority, pa.int32()), n)],
-                    names=[*batch.schema.names, "_row", "_priority"])
-                ordinal += n
-                yield batch if columns is None else batch.select(columns)
-
-    return stream
+    return ParquetStream([(converted.rows_path, priority) for converted, priority in parts])
 
 
 def _eval_scan(outcomes: list[SourceOutcome]) -> Any:

@@ -17,6 +17,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -69,10 +70,56 @@ def scan_parquet(paths: list[Path], columns: list[str] | None = None) -> Iterato
     Arrow's allocation grew by ≈ 30 MiB per 100k rows of the SFT scratch, 243 MiB by the end; known
     upstream, apache/arrow#39808). The files read here are written by `RowGroupWriter` (the scratch in
     row groups of BATCH_ROWS rows, the conversion cache in 5,000), so a run is one or two groups."""
-    for path in paths:
-        parquet = pq.ParquetFile(path)
-        for groups in aligned_runs(parquet):
-            yield from parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=groups, columns=columns)
+    yield from ParquetStream([(path, None) for path in paths])(columns)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """An aligned run of one Parquet file's row groups, which a worker can read itself. With a
+    `first_row`, the rows are numbered from it (`_row`) and get the `priority` (`_priority`)."""
+
+    path: str
+    groups: tuple[int, ...]
+    first_row: int | None = None
+    priority: int = 0
+
+
+def read_piece(piece: Piece, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    parquet = pq.ParquetFile(piece.path)
+    numbered = piece.first_row is not None
+    ordinal = piece.first_row or 0
+    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=list(piece.groups),
+                                      columns=None if numbered else columns):
+        if numbered:
+            n = batch.num_rows
+            batch = pa.RecordBatch.from_arrays(
+                [*batch.columns, pa.array(range(ordinal, ordinal + n), pa.int64()),
+                 pa.repeat(pa.scalar(piece.priority, pa.int32()), n)],
+                names=[*batch.schema.names, "_row", "_priority"])
+            ordinal += n
+        yield batch if columns is None or not numbered else batch.select(columns)
+
+
+class ParquetStream:
+    """A re-startable stream (`Stream`) over Parquet files, read in pieces (aligned runs of row
+    groups). Given a priority per file, the rows are numbered across the files in order (`_row`,
+    the task's canonical order) and carry their file's `_priority`. `TaskRun._apply` hands the pieces
+    to the workers, which read them themselves: the driver then neither decodes nor sends the rows."""
+
+    def __init__(self, files: list[tuple[Path, int | None]]) -> None:
+        self.files = files
+
+    def pieces(self) -> Iterator[Piece]:
+        ordinal = 0
+        for path, priority in self.files:
+            parquet = pq.ParquetFile(path)
+            for groups in aligned_runs(parquet):
+                yield Piece(str(path), tuple(groups), None if priority is None else ordinal, priority or 0)
+                ordinal += sum(parquet.metadata.row_group(g).num_rows for g in groups)
+
+    def __call__(self, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+        for piece in self.pieces():
+            yield from read_piece(piece, columns)
 
 
 def run_segment(segment: list[Stage], finish: Finish | None, batch: pa.RecordBatch
@@ -92,6 +139,12 @@ def run_segment(segment: list[Stage], finish: Finish | None, batch: pa.RecordBat
         removed[stage.name] = Counter({k: n - after[k] for k, n in before.items() if n > after[k]})
         before = after
     return (batch if finish is None else finish(batch)), removed, tallies
+
+
+def run_piece(segment: list[Stage], finish: Finish | None, piece: Piece
+              ) -> list[tuple[pa.RecordBatch, dict[str, Counter[str]], dict[str, Tally]]]:
+    """`run_segment` over the batches of a piece this worker reads itself."""
+    return [run_segment(segment, finish, batch) for batch in read_piece(piece)]
 
 
 def _replay(source: Stream, segment: list[Stage]) -> Stream:
@@ -160,7 +213,12 @@ class TaskRun:
             yield from source(None)
             return
         by_name = {stage.name: stage for stage in segment}
-        for batch, removed, tallies in self.engine.map(functools.partial(run_segment, segment, finish), source(None)):
+        if isinstance(source, ParquetStream):
+            pieces = self.engine.map(functools.partial(run_piece, segment, finish), source.pieces())
+            results = (result for outputs in pieces for result in outputs)
+        else:
+            results = self.engine.map(functools.partial(run_segment, segment, finish), source(None))
+        for batch, removed, tallies in results:
             for name, counts in removed.items():
                 self.removed[name].update(counts)
             for name, tally in tallies.items():
@@ -198,4 +256,4 @@ class TaskRun:
         if writer is None:
             return lambda cols: iter(())
         writer.close()
-        return lambda cols: scan_parquet([path], cols)
+        return ParquetStream([(path, None)])

@@ -12,9 +12,11 @@ from etl.stages.dedup import (
     NearDedup,
     TextBlocks,
     block_path,
+    bucket_pairs,
     cuts,
     explain_dups,
     jaccards,
+    merge_pairs,
     read_rows,
     verify_pairs,
     write_block,
@@ -302,6 +304,48 @@ def test_jaccards_of_many_pairs_at_once():
     found = jaccards(pa.array(a, pa.large_list(pa.uint32())), pa.array(b, pa.large_list(pa.uint32())))
     expected = [len(set(x) & set(y)) / len(set(x) | set(y)) if x or y else 1.0 for x, y in zip(a, b, strict=True)]
     assert found.tolist() == expected
+
+
+def _bucket_pairs_by_hand(hashes, rows):
+    buckets = {}
+    for h, r in zip(hashes, rows, strict=True):
+        buckets.setdefault(h, []).append(r)
+    pairs = set()
+    for members in buckets.values():
+        members = sorted(members)
+        if len(members) <= 8:
+            pairs |= {(a, b) for i, a in enumerate(members) for b in members[i + 1:]}
+        else:
+            pairs |= {(members[0], b) for b in members[1:]}
+    return pairs
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bucket_pairs_are_the_buckets_pairs(seed):
+    """Buckets of every size from 1 to 30 (all pairs up to 8 rows, the smallest row with the others
+    above), hashes across the whole uint64 range, rows in any order; then merged across bands."""
+    rng = random.Random(seed)
+    hashes, rows = [], []
+    for size in [*range(1, 31), *(rng.randrange(1, 12) for _ in range(200))]:
+        bucket = rng.choice([0, 2**64 - 1, rng.randrange(2**64)])
+        hashes += [bucket] * size
+    rows = rng.sample(range(2**32), len(hashes))
+    shuffled = rng.sample(range(len(hashes)), len(hashes))
+    h = np.array([hashes[i] for i in shuffled], dtype=np.uint64)
+    r = np.array([rows[i] for i in shuffled], dtype=np.int64)
+    found = bucket_pairs(h, r)
+    assert found.dtype == np.uint64 and (np.diff(found.astype(np.float64)) > 0).all()
+    assert _unpacked(found) == sorted(_bucket_pairs_by_hand(h.tolist(), r.tolist()))
+    other = bucket_pairs(h[::-1].copy(), r)   # another band: other buckets
+    expected = sorted(_bucket_pairs_by_hand(h.tolist(), r.tolist()) | _bucket_pairs_by_hand(h[::-1].tolist(), r.tolist()))
+    assert _unpacked(merge_pairs(merge_pairs(found, other), found)) == expected
+    assert _unpacked(bucket_pairs(np.array([5], np.uint64), np.array([3]))) == []
+    with pytest.raises(ValueError, match="2\\^32 rows"):
+        bucket_pairs(h, r + 2**32)
+
+
+def _unpacked(keys):
+    return [(int(k) >> 32, int(k) & 0xFFFFFFFF) for k in keys]
 
 
 def test_cuts_bound_each_unit():

@@ -157,8 +157,41 @@ def test_a_worker_releases_memory_when_its_phase_changes(monkeypatch):
     released: list[str | None] = []
     monkeypatch.setattr(local, "release_memory", lambda: released.append(local._Phases.last))
     monkeypatch.setattr(local._Phases, "last", None)
+    monkeypatch.setattr(local._Loaded, "functions", {})
     calls = [functools.partial(_scale, 2), functools.partial(_scale, 3), _fail_on_two, _fail_on_two,
              functools.partial(_scale, 4)]
-    assert [local._call(fn, 5) for fn in calls] == [10, 15, 50, 50, 20]
+    assert [local._call(n, (n,), fn, 5)[1] for n, fn in enumerate(calls)] == [10, 15, 50, 50, 20]
     assert local._call_unit(_scale, (2, 6)) == 12
     assert released == ["tests.test_engines._scale", "tests.test_engines._fail_on_two"]
+
+
+class _Counted:
+    """A map function that counts, in the driver, how often it is serialised to go to a worker."""
+
+    sent = 0
+
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+
+    def __call__(self, value: int) -> int:
+        return value * self.factor
+
+    def __getstate__(self) -> dict[str, int]:
+        type(self).sent += 1
+        return {"factor": self.factor}
+
+
+def test_a_map_function_crosses_to_each_worker_about_once(monkeypatch):
+    """A large function (a dedup resolution) sent with every batch made the bytes through the pipes
+    grow with the square of the corpus; it now goes with the first items only, until every worker
+    holds it, and each map uses its own function even when two maps are under way at once."""
+    monkeypatch.setattr(_Counted, "sent", 0)
+    with LocalEngine(2) as engine:
+        assert list(engine.map(_Counted(3), range(60))) == [3 * i for i in range(60)]
+        assert 2 <= _Counted.sent <= 12
+        first, second = engine.map(_Counted(5), range(30)), engine.map(_Counted(7), range(30))
+        pairs = [(next(first), next(second)) for _ in range(30)]
+        assert pairs == [(5 * i, 7 * i) for i in range(30)]
+        assert list(first) == list(second) == []
+        assert list(engine.map(_Counted(11), range(5))) == [11 * i for i in range(5)]
+        assert engine._live == set()

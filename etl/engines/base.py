@@ -16,8 +16,7 @@ What an engine must implement: `map` and `map_units` (and `close`). Order is par
 results come back in input order whatever the worker count or timing, which is what keeps the output
 byte-identical across workers and engines. A function given to `map` may be large (a dedup
 resolution, an eval index): an engine should ship it to each worker once per call (Ray through its
-object store); the local engine sends it with each batch through the process pool (measured cost: a
-few MB per batch at 1M rows, see bench/RESULTS.md). Stages never learn which engine
+object store; the local engine with the first items, until every worker has it). Stages never learn which engine
 runs them: Arrow batch in, Arrow batch out, plus `prepare`.
 
 A new engine is one module in etl/engines/ with a subclass of `Engine` and an entry in `make_engine`.

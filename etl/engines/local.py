@@ -2,11 +2,17 @@
 
 With one worker everything runs in the calling process, lazily, in order. With more, a pool of
 spawned processes (not forked: forked workers deadlock once the parent has used polars, MEASURED.md)
-is started on first use and kept for the whole build. The function given to `map` travels with each
-item through the pool's own serialisation (a dedup resolution or an eval index is a few NumPy arrays).
-At most `2 × workers` items are in flight, so a map over a task's batches holds a bounded number of
-batches. Each worker ends itself when the build that started it is gone (killed with SIGKILL or
-SIGTERM, so the pool never told it to stop): it would otherwise keep running, holding memory.
+is started on first use and kept for the whole build. At most `2 × workers` items are in flight, so a
+map over a task's batches holds a bounded number of batches.
+
+The function given to `map` can be large (a dedup resolution at 5M rows is ≈ 27 MiB) and crosses to
+each worker about once per call, not once per item: an item carries it until every worker has said
+(in its results) that it holds it; later items carry only the call's number. Sent with every item,
+the bytes through the pipes grew with rows × batches, i.e. with the square of the corpus (27 MiB ×
+430 batches ≈ 11 GiB in the SFT write of a 5M-record build).
+
+Each worker ends itself when the build that started it is gone (killed with SIGKILL or SIGTERM, so
+the pool never told it to stop): it would otherwise keep running, holding memory.
 """
 
 from __future__ import annotations
@@ -57,9 +63,25 @@ class _Phases:
             cls.last = kind
 
 
-def _call(fn: Callable[[Any], Any], item: Any) -> Any:
+class _Loaded:
+    """A worker's functions of the maps under way, by call number (usually one)."""
+
+    functions: dict[int, Callable[[Any], Any]] = {}
+
+
+def _call(call: int, live: tuple[int, ...], fn: Callable[[Any], Any] | None, item: Any) -> tuple[int, Any]:
+    """`fn(item)` for map `call`, `fn` being None when this worker already holds it; `live` are the
+    maps under way (the others' functions are dropped). Returns this worker's pid with the result."""
+    loaded = _Loaded.functions
+    for old in [number for number in loaded if number not in live]:
+        del loaded[old]
+    if fn is not None:
+        loaded[call] = fn
+    elif call not in loaded:
+        raise RuntimeError(f"map {call}: its function was never sent to worker {os.getpid()}")
+    fn = loaded[call]
     _Phases.enter(fn)
-    return fn(item)
+    return os.getpid(), fn(item)
 
 
 def _call_unit(fn: Callable[..., Any], unit: tuple[Any, ...]) -> Any:
@@ -73,6 +95,8 @@ class LocalEngine(Engine):
     def __init__(self, workers: int = 1) -> None:
         super().__init__(workers)
         self._pool: ProcessPoolExecutor | None = None
+        self._calls = 0
+        self._live: set[int] = set()
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -95,12 +119,24 @@ class LocalEngine(Engine):
             yield from (fn(item) for item in items)
             return
         pool = self._ensure_pool()
-        futures = self._ordered(lambda item: pool.submit(_call, fn, item), items)
+        self._calls += 1
+        call = self._calls
+        self._live.add(call)
+        holding: set[int] = set()   # pids of the workers that said they hold `fn`
+
+        def submit(item: Any) -> Future[tuple[int, Any]]:
+            shipped = None if len(holding) >= self.workers else fn
+            return pool.submit(_call, call, tuple(sorted(self._live)), shipped, item)
+
+        futures = self._ordered(submit, items)
         try:
             for future in futures:
-                yield future.result()
+                pid, result = future.result()
+                holding.add(pid)
+                yield result
         finally:
             futures.close()
+            self._live.discard(call)
 
     def map_units(self, fn: Callable[..., R], units: Sequence[tuple[Any, ...]]) -> Iterator[Callable[[], R]]:
         if self.workers == 1 or len(units) <= 1:

@@ -267,11 +267,13 @@ class ExactDedup(Stage):
             return
         # Two passes over the spill: the repeated hashes from the hash column alone, then the member
         # rows holding one. `is_duplicated` over the member table would load every row's id, source
-        # and meta at once (618 → 255 MiB peak on a 3M-row spill, bench/RESULTS.md).
+        # and meta at once (618 → 255 MiB peak on a 3M-row spill, bench/RESULTS.md). The repeated
+        # hashes by sorting the column: a polars group-by took +205 MiB for 4.3M rows, the sort +116.
         parts = pl.scan_parquet(spill / "*.parquet")
-        repeated = (parts.select("hash").drop_nulls().group_by("hash").len()
-                    .filter(pl.col("len") > 1).collect().get_column("hash"))
-        members = (parts.filter(pl.col("hash").is_in(repeated.implode()))
+        ordered = np.sort(parts.select("hash").drop_nulls().collect().get_column("hash").to_numpy())
+        repeated = unique_counts(ordered[1:][ordered[1:] == ordered[:-1]])[0]
+        del ordered
+        members = (parts.filter(pl.col("hash").is_in(pl.Series(repeated).implode()))
                    .rename({"hash": "cluster"}).collect())
         self.resolution, clusters = resolve(members, self.config.report_clusters)
         write_cluster_report(ctx, self.name, scan, clusters, self.config.report_clusters)
@@ -293,6 +295,46 @@ def batch_band_hashes(config: MinHashConfig, bands: int, rows: int,
     if not ordinals.size:
         return ordinals, np.empty((0, bands), dtype=np.uint64)
     return ordinals, band_hashes(signatures(hashes, offsets, config.num_perm, config.seed)[has_shingles], bands, rows)
+
+
+_LOW = np.uint64(0xFFFFFFFF)
+
+
+def bucket_pairs(hashes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The candidate pairs of one band as sorted unique keys `a << 32 | b` (a < b, rows below 2³²),
+    where rows with the same hash form a bucket: every pair of a bucket of up to `_ALL_PAIRS` rows (a
+    near-copy of a near-copy is then still compared with the original), and the smallest row with
+    each other member of a larger bucket. Vectorised: buckets are runs of the rows sorted by hash;
+    only the rows of buckets of two or more are then sorted by (bucket, row) and gathered per size."""
+    if rows.size and int(rows.max()) >= 1 << 32:
+        raise ValueError("near dedup numbers a task's rows in 32 bits: this task has 2^32 rows or more")
+    order = np.argsort(hashes)
+    ordered = hashes[order]
+    sizes = np.diff(np.append(np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))), ordered.size))
+    del ordered
+    shared = sizes > 1
+    members = rows[order[np.repeat(shared, sizes)]].astype(np.uint64)
+    sizes = sizes[shared]
+    bucket_of = np.repeat(np.arange(sizes.size, dtype=np.uint64), sizes)
+    members = np.sort((bucket_of << np.uint64(32)) | members) & _LOW   # each bucket's rows ascending
+    starts = np.cumsum(sizes) - sizes
+    found: list[np.ndarray] = []
+    for size in range(2, _ALL_PAIRS + 1):
+        bucket = members[starts[sizes == size][:, None] + np.arange(size)]
+        first, second = np.triu_indices(size, 1)
+        found.append((bucket[:, first] << np.uint64(32)) | bucket[:, second])
+    bucket_of = bucket_of.astype(np.int64)
+    large = (sizes > _ALL_PAIRS)[bucket_of] & (np.arange(members.size) != starts[bucket_of])   # not the head
+    heads = members[starts[bucket_of[large]]]
+    found.append((heads << np.uint64(32)) | members[large])
+    keys = np.sort(np.concatenate([part.reshape(-1) for part in found]))
+    return keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if keys.size else keys
+
+
+def merge_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The sorted union of two sorted unique pair-key arrays."""
+    keys = np.sort(np.concatenate([a, b]))
+    return keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if keys.size else keys
 
 
 # Verification runs in work units of a bounded size, whatever the corpus size: the candidate rows are
@@ -622,28 +664,20 @@ class NearDedup(Stage):
                                 compression="lz4", statistics=True)
 
     def candidate_pairs(self, spill: Path) -> np.ndarray:
-        """(n, 2) int64 unique row pairs sharing a band: every pair of a bucket of up to
-        `_ALL_PAIRS` rows (a near-copy of a near-copy is then still compared with the original), and
-        the smallest row with each other member of a larger bucket."""
+        """(n, 2) int64 unique row pairs sharing a band (`bucket_pairs`), sorted, one band at a time:
+        a band's hashes and rows are two arrays (16 bytes a row), and the pairs found so far (one
+        8-byte key each) are merged with each band's, so the driver never holds every band's pairs. (A polars
+        group-by with row lists per band peaked at 1,094 MiB in the driver on a 4.3M-row task.)"""
         if not any(spill.iterdir()):
             return np.empty((0, 2), dtype=np.int64)
         lazy = pl.scan_parquet(spill / "*.parquet")
-        found: list[pl.DataFrame] = []
+        keys = np.empty(0, dtype=np.uint64)
         for band in range(self.bands):
-            members = (lazy.filter(pl.col("band") == band)
-                       .group_by("hash").agg(pl.col("row"))
-                       .filter(pl.col("row").list.len() > 1)
-                       .with_row_index("bucket")
-                       .select("bucket", pl.col("row").list.len().alias("size"), "row")
-                       .explode("row").collect())
-            small = members.filter(pl.col("size") <= _ALL_PAIRS).select("bucket", a="row")
-            found.append(small.join(small.rename({"a": "b"}), on="bucket")
-                         .filter(pl.col("a") < pl.col("b")).select("a", "b"))
-            large = members.filter(pl.col("size") > _ALL_PAIRS)
-            found.append(large.with_columns(a=pl.col("row").min().over("bucket"))
-                         .filter(pl.col("row") != pl.col("a")).select("a", b="row"))
-        pairs = pl.concat(found).unique().sort(["a", "b"])
-        return pairs.to_numpy().astype(np.int64)
+            table = lazy.filter(pl.col("band") == band).select("hash", "row").collect()
+            found = bucket_pairs(table.get_column("hash").to_numpy(), table.get_column("row").to_numpy())
+            del table
+            keys = merge_pairs(keys, found)
+        return np.stack([keys >> np.uint64(32), keys & _LOW], axis=1).astype(np.int64)
 
     def verify(self, scan: Scan, pairs: np.ndarray, ctx: StageContext, directory: Path) -> pl.DataFrame:
         """Check candidate pairs on the workers (numbers and the whole row's exact Jaccard; then,
