@@ -1,7 +1,9 @@
 """The stage executor: streams one task's rows through the cross-source stage chain on an engine.
 
 The chain is cut into segments at every stage with a global pass (`prepare`). A segment of
-apply-only stages is mapped over the task's batches on the engine's workers (Engine.map, in order).
+apply-only stages is mapped over the task's batches on the engine's workers (Engine.map, in order);
+when the rows come from Parquet files (the conversion cache, the scratch: `ParquetStream`), the
+workers are given pieces of the files and read the rows themselves.
 Before a global pass, the rows reaching it must be re-readable: the executor writes them to scratch
 once, unless every stage since the last copy is replayable (`Stage.replay_reads`: it only drops rows
 or rewrites a few columns, cheaply), in which case a later pass re-reads the last copy with just the
@@ -85,6 +87,7 @@ class Piece:
 
 
 def read_piece(piece: Piece, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The piece's rows (its `columns`, or all) in batches of BATCH_ROWS, by a reader of its own."""
     parquet = pq.ParquetFile(piece.path)
     numbered = piece.first_row is not None
     ordinal = piece.first_row or 0
@@ -113,8 +116,9 @@ class ParquetStream:
         ordinal = 0
         for path, priority in self.files:
             parquet = pq.ParquetFile(path)
+            where = str(Path(path).absolute())   # the workers may not share the driver's working directory
             for groups in aligned_runs(parquet):
-                yield Piece(str(path), tuple(groups), None if priority is None else ordinal, priority or 0)
+                yield Piece(where, tuple(groups), None if priority is None else ordinal, priority or 0)
                 ordinal += sum(parquet.metadata.row_group(g).num_rows for g in groups)
 
     def __call__(self, columns: list[str] | None) -> Iterator[pa.RecordBatch]:

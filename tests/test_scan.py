@@ -3,13 +3,16 @@ by a fresh reader per aligned run of row groups, so the reading process does not
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from etl import executor
-from etl.executor import TaskRun, aligned_runs, scan_parquet
+from etl.engines.local import LocalEngine
+from etl.executor import ParquetStream, TaskRun, aligned_runs, scan_parquet
 from etl.write import RowGroupWriter
 
 
@@ -79,3 +82,53 @@ def test_reading_many_row_groups_does_not_accumulate_memory(tmp_path):
     for _ in scan_parquet([path]):
         peak = max(peak, pa.total_allocated_bytes() - baseline)
     assert peak < 4 * one_batch
+
+
+def _numbered(paths_and_priorities) -> list[tuple[int, int, int]]:
+    """(n, _row, _priority) of every row as the task stream must number them: in file order."""
+    rows, ordinal = [], 0
+    for path, priority in paths_and_priorities:
+        for n in pq.read_table(path).column("n").to_pylist():
+            rows.append((n, ordinal, priority))
+            ordinal += 1
+    return rows
+
+
+def test_a_parquet_stream_numbers_rows_across_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(executor, "BATCH_ROWS", 10)
+    files = [(tmp_path / "a.parquet", 2), (tmp_path / "b.parquet", 0), (tmp_path / "c.parquet", 5)]
+    for (path, _), sizes in zip(files, [[5, 5, 7, 3, 4], [3], [10, 12, 1]], strict=True):
+        _write(path, sizes)
+    stream = ParquetStream(files)
+    got = pa.Table.from_batches(list(stream(None)))
+    assert list(zip(*(got.column(c).to_pylist() for c in ("n", "_row", "_priority")), strict=True)) == _numbered(files)
+    assert got.schema.names == ["n", "text", "meta", "_row", "_priority"]
+    assert [b.num_rows for b in stream(["_row"])] == [10, 10, 4, 3, 10, 10, 3]   # aligned runs, per file
+    assert pa.Table.from_batches(list(stream(["_row", "n"]))).schema.names == ["_row", "n"]
+    plain = ParquetStream([(path, None) for path, _ in files])
+    assert [b.schema.names for b in plain(["n"])][0] == ["n"]
+    assert pa.Table.from_batches(list(plain(None))).equals(pa.concat_tables(pq.read_table(p) for p, _ in files))
+
+
+def _worker_pid(batch: pa.RecordBatch) -> pa.RecordBatch:
+    return batch.append_column("pid", pa.repeat(pa.scalar(os.getpid(), pa.int64()), batch.num_rows))
+
+
+def test_workers_read_the_pieces_themselves(tmp_path, monkeypatch):
+    """On a pool, the driver hands out pieces of the files, not rows: reading a piece in the driver
+    fails here, and the rows come back from the workers, numbered as the task stream numbers them."""
+    files = [(tmp_path / "a.parquet", 1), (tmp_path / "b.parquet", 3)]
+    start = 0
+    for (path, _), sizes in zip(files, [[5_000] * 5, [4_000, 3_000]], strict=True):
+        with pq.ParquetWriter(path, pa.schema({"n": pa.int64(), "source": pa.string()})) as writer:
+            for size in sizes:
+                writer.write_batch(pa.record_batch({"n": pa.array(range(start, start + size), pa.int64()),
+                                                    "source": pa.array([path.stem] * size)}))
+                start += size
+    monkeypatch.setattr(executor, "read_piece", lambda *args: pytest.fail("the driver read a piece"))
+    with LocalEngine(2) as engine:
+        run = TaskRun("pretrain", [], tmp_path / "work", tmp_path / "reports", lambda columns: iter(()),
+                      engine, finish=_worker_pid)
+        got = pa.Table.from_batches(list(run._apply(ParquetStream(files), [], _worker_pid)))
+    assert list(zip(*(got.column(c).to_pylist() for c in ("n", "_row", "_priority")), strict=True)) == _numbered(files)
+    assert os.getpid() not in set(got.column("pid").to_pylist())
