@@ -86,9 +86,11 @@ class Piece:
     priority: int = 0
 
 
-def read_piece(piece: Piece, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-    """The piece's rows (its `columns`, or all) in batches of BATCH_ROWS, by a reader of its own."""
-    parquet = pq.ParquetFile(piece.path)
+def read_piece(piece: Piece, columns: list[str] | None = None,
+               parquet: pq.ParquetFile | None = None) -> Iterator[pa.RecordBatch]:
+    """The piece's rows (its `columns`, or all) in batches of BATCH_ROWS, by a reader of its own over
+    the piece's row groups (`parquet`: the file already open, as a scan of the whole file has it)."""
+    parquet = parquet or pq.ParquetFile(piece.path)
     numbered = piece.first_row is not None
     ordinal = piece.first_row or 0
     for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=list(piece.groups),
@@ -100,7 +102,9 @@ def read_piece(piece: Piece, columns: list[str] | None = None) -> Iterator[pa.Re
                  pa.repeat(pa.scalar(piece.priority, pa.int32()), n)],
                 names=[*batch.schema.names, "_row", "_priority"])
             ordinal += n
-        yield batch if columns is None or not numbered else batch.select(columns)
+            if columns is not None:
+                batch = batch.select(columns)
+        yield batch
 
 
 class ParquetStream:
@@ -112,18 +116,21 @@ class ParquetStream:
     def __init__(self, files: list[tuple[Path, int | None]]) -> None:
         self.files = files
 
-    def pieces(self) -> Iterator[Piece]:
+    def _runs(self) -> Iterator[tuple[pq.ParquetFile, Piece]]:
         ordinal = 0
         for path, priority in self.files:
             parquet = pq.ParquetFile(path)
             where = str(Path(path).absolute())   # the workers may not share the driver's working directory
             for groups in aligned_runs(parquet):
-                yield Piece(where, tuple(groups), None if priority is None else ordinal, priority or 0)
+                yield parquet, Piece(where, tuple(groups), None if priority is None else ordinal, priority or 0)
                 ordinal += sum(parquet.metadata.row_group(g).num_rows for g in groups)
 
+    def pieces(self) -> Iterator[Piece]:
+        return (piece for _, piece in self._runs())
+
     def __call__(self, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
-        for piece in self.pieces():
-            yield from read_piece(piece, columns)
+        for parquet, piece in self._runs():   # each file's footer is read once, as before the pieces
+            yield from read_piece(piece, columns, parquet)
 
 
 def run_segment(segment: list[Stage], finish: Finish | None, batch: pa.RecordBatch

@@ -270,9 +270,9 @@ class ExactDedup(Stage):
         # and meta at once (618 → 255 MiB peak on a 3M-row spill, bench/RESULTS.md). The repeated
         # hashes by sorting the column: a polars group-by took +205 MiB for 4.3M rows, the sort +116.
         parts = pl.scan_parquet(spill / "*.parquet")
-        ordered = np.sort(parts.select("hash").drop_nulls().collect().get_column("hash").to_numpy())
-        repeated = unique_counts(ordered[1:][ordered[1:] == ordered[:-1]])[0]
-        del ordered
+        hashes, counts = unique_counts(parts.select("hash").drop_nulls().collect().get_column("hash").to_numpy())
+        repeated = hashes[counts > 1]
+        del hashes, counts
         members = (parts.filter(pl.col("hash").is_in(pl.Series(repeated).implode()))
                    .rename({"hash": "cluster"}).collect())
         self.resolution, clusters = resolve(members, self.config.report_clusters)
@@ -309,32 +309,21 @@ def bucket_pairs(hashes: np.ndarray, rows: np.ndarray) -> np.ndarray:
     if rows.size and int(rows.max()) >= 1 << 32:
         raise ValueError("near dedup numbers a task's rows in 32 bits: this task has 2^32 rows or more")
     order = np.argsort(hashes)
-    ordered = hashes[order]
-    sizes = np.diff(np.append(np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))), ordered.size))
-    del ordered
+    sizes = unique_counts(hashes[order])[1]   # the buckets, as runs of the sorted hashes
     shared = sizes > 1
     members = rows[order[np.repeat(shared, sizes)]].astype(np.uint64)
     sizes = sizes[shared]
-    bucket_of = np.repeat(np.arange(sizes.size, dtype=np.uint64), sizes)
-    members = np.sort((bucket_of << np.uint64(32)) | members) & _LOW   # each bucket's rows ascending
+    bucket_of = np.repeat(np.arange(sizes.size), sizes)
+    members = np.sort((bucket_of.astype(np.uint64) << np.uint64(32)) | members) & _LOW   # rows ascending per bucket
     starts = np.cumsum(sizes) - sizes
     found: list[np.ndarray] = []
     for size in range(2, _ALL_PAIRS + 1):
         bucket = members[starts[sizes == size][:, None] + np.arange(size)]
         first, second = np.triu_indices(size, 1)
         found.append((bucket[:, first] << np.uint64(32)) | bucket[:, second])
-    bucket_of = bucket_of.astype(np.int64)
     large = (sizes > _ALL_PAIRS)[bucket_of] & (np.arange(members.size) != starts[bucket_of])   # not the head
-    heads = members[starts[bucket_of[large]]]
-    found.append((heads << np.uint64(32)) | members[large])
-    keys = np.sort(np.concatenate([part.reshape(-1) for part in found]))
-    return keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if keys.size else keys
-
-
-def merge_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The sorted union of two sorted unique pair-key arrays."""
-    keys = np.sort(np.concatenate([a, b]))
-    return keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if keys.size else keys
+    found.append((members[starts[bucket_of[large]]] << np.uint64(32)) | members[large])
+    return unique_counts(np.concatenate([part.reshape(-1) for part in found]))[0]
 
 
 # Verification runs in work units of a bounded size, whatever the corpus size: the candidate rows are
@@ -676,7 +665,7 @@ class NearDedup(Stage):
             table = lazy.filter(pl.col("band") == band).select("hash", "row").collect()
             found = bucket_pairs(table.get_column("hash").to_numpy(), table.get_column("row").to_numpy())
             del table
-            keys = merge_pairs(keys, found)
+            keys = unique_counts(np.concatenate([keys, found]))[0]
         return np.stack([keys >> np.uint64(32), keys & _LOW], axis=1).astype(np.int64)
 
     def verify(self, scan: Scan, pairs: np.ndarray, ctx: StageContext, directory: Path) -> pl.DataFrame:
