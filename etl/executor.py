@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,6 +35,7 @@ from etl.stages.base import DROP, Scan, Stage, StageContext, Tally, check_chain,
 from etl.write import RowGroupWriter
 
 BATCH_ROWS = 10_000
+R = TypeVar("R")
 Stream = Callable[[list[str] | None], Iterator[pa.RecordBatch]]
 Finish = Callable[[pa.RecordBatch], pa.RecordBatch]
 
@@ -158,20 +160,47 @@ def run_piece(segment: list[Stage], finish: Finish | None, piece: Piece
     return [run_segment(segment, finish, batch) for batch in read_piece(piece)]
 
 
-def _replay(source: Stream, segment: list[Stage]) -> Stream:
-    """`source` with the replayable `segment` applied on the fly, reading only the columns needed."""
-    if not segment:
-        return source
+def _wanted(columns: list[str] | None, segment: list[Stage] | tuple[Stage, ...]) -> list[str] | None:
+    """`columns` and what the replayed `segment` reads to decide (its `replay_reads`), in that order."""
     needed = {c for stage in segment for c in stage.replay_reads or ()}
+    return None if columns is None else list(dict.fromkeys([*columns, *sorted(needed - set(columns))]))
 
-    def stream(columns: list[str] | None) -> Iterator[pa.RecordBatch]:
-        wanted = None if columns is None else list(dict.fromkeys([*columns, *sorted(needed - set(columns))]))
-        for batch in source(wanted):
-            for stage in segment:
-                batch = stage.apply(batch)
-            yield batch if columns is None else batch.select(columns)
 
-    return stream
+def _replayed(batches: Iterator[pa.RecordBatch], segment: list[Stage] | tuple[Stage, ...],
+              columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        for stage in segment:
+            batch = stage.apply(batch)
+        yield batch if columns is None else batch.select(columns)
+
+
+def run_replayed(fn: Callable[[pa.RecordBatch], R], segment: tuple[Stage, ...], columns: list[str],
+                 piece: Piece) -> list[R]:
+    """`fn` over the batches of a piece this worker reads itself, with `segment` replayed on them."""
+    return [fn(batch) for batch in _replayed(read_piece(piece, _wanted(columns, segment)), segment, columns)]
+
+
+class Replay:
+    """A global pass's `Scan`: the rows as they reach the stage, i.e. the last copy (`source`) with the
+    replayable `segment` applied on the fly, reading only the columns needed. When the copy is
+    Parquet (`ParquetStream`: the scratch, the conversion cache), `on_workers` lets the pass's
+    per-batch part run where the rows are read (`StageContext.map_rows`)."""
+
+    def __init__(self, source: Stream, segment: list[Stage]) -> None:
+        self.source, self.segment = source, tuple(segment)
+
+    def __call__(self, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+        if not self.segment:
+            return self.source(columns)
+        return _replayed(self.source(_wanted(columns, self.segment)), self.segment, columns)
+
+    def on_workers(self, fn: Callable[[pa.RecordBatch], R], columns: list[str]
+                   ) -> tuple[Callable[[Piece], list[R]], Iterator[Piece]] | None:
+        """(a function of one piece, the pieces) giving `fn` of every batch of `self(columns)`, in
+        order, the same batches; None when the rows are not in files a worker can read."""
+        if not isinstance(self.source, ParquetStream):
+            return None
+        return functools.partial(run_replayed, fn, self.segment, columns), self.source.pieces()
 
 
 class TaskRun:
@@ -208,7 +237,7 @@ class TaskRun:
                                    self.engine.workers, engine=self.engine)
                 ctx.work_dir.mkdir(parents=True, exist_ok=True)
                 start = time.perf_counter()
-                stage.prepare(_replay(current, segment), ctx)
+                stage.prepare(Replay(current, segment), ctx)
                 self.phases.append((f"{stage.name}.prepare", start, time.perf_counter()))
                 shutil.rmtree(ctx.work_dir, ignore_errors=True)
                 release_memory()   # the pass's tables are freed; their pages go back (etl/memory.py)

@@ -13,6 +13,7 @@ import pytest
 from etl import executor
 from etl.engines.local import LocalEngine
 from etl.executor import ParquetStream, TaskRun, aligned_runs, scan_parquet
+from etl.stages.base import Stage, StageContext
 from etl.write import RowGroupWriter
 
 
@@ -132,3 +133,50 @@ def test_workers_read_the_pieces_themselves(tmp_path, monkeypatch):
         got = pa.Table.from_batches(list(run._apply(ParquetStream(files), [], _worker_pid)))
     assert list(zip(*(got.column(c).to_pylist() for c in ("n", "_row", "_priority")), strict=True)) == _numbered(files)
     assert os.getpid() not in set(got.column("pid").to_pylist())
+
+
+class _DropThirds(Stage):
+    """A replayable stage (it only drops rows, deciding from `_row`)."""
+
+    name = "drop_thirds"
+    replay_reads = ("_row",)
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        return batch.filter(pa.array(batch.column("_row").to_numpy() % 3 != 0))
+
+
+def _seen(batch: pa.RecordBatch) -> tuple[int, list[str], list[int]]:
+    return os.getpid(), batch.schema.names, batch.column("n").to_pylist()
+
+
+def test_a_global_pass_reads_its_rows_on_the_workers(tmp_path, monkeypatch):
+    """`StageContext.map_rows` over a replayed copy: each worker reads its pieces, replays the
+    segment and gives the pass's function the batches the driver's scan would give, in order."""
+    files = [(tmp_path / "a.parquet", 1), (tmp_path / "b.parquet", 3)]
+    start = 0
+    for (path, _), sizes in zip(files, [[5_000] * 5, [4_000, 3_000]], strict=True):
+        with pq.ParquetWriter(path, pa.schema({"n": pa.int64()})) as writer:
+            for size in sizes:
+                writer.write_batch(pa.record_batch({"n": pa.array(range(start, start + size), pa.int64())}))
+                start += size
+    scan = executor.Replay(ParquetStream(files), [_DropThirds()])
+    in_driver = [(names, n) for _, names, n in map(_seen, scan(["n"]))]
+    assert [n for _, part in in_driver for n in part] == [n for n in range(start) if n % 3]
+    assert {tuple(names) for names, _ in in_driver} == {("n",)}   # `_row` read for the replay only
+    monkeypatch.setattr(executor, "read_piece", lambda *args: pytest.fail("the driver read a piece"))
+    with LocalEngine(2) as engine:
+        ctx = StageContext("pretrain", tmp_path / "work", tmp_path / "reports", lambda columns: iter(()), 2,
+                           engine=engine)
+        got = list(ctx.map_rows(_seen, scan, ["n"]))
+    assert [(names, n) for _, names, n in got] == in_driver
+    assert os.getpid() not in {pid for pid, _, _ in got}
+
+
+def test_a_scan_the_workers_cannot_read_is_mapped_from_the_driver(tmp_path):
+    batches = [pa.record_batch({"n": pa.array(range(i, i + 3), pa.int64())}) for i in (0, 3)]
+    scan = executor.Replay(lambda columns: iter(batches), [])
+    assert scan.on_workers(_seen, ["n"]) is None
+    with LocalEngine(2) as engine:
+        ctx = StageContext("pretrain", tmp_path / "work", tmp_path / "reports", lambda columns: iter(()), 2,
+                           engine=engine)
+        assert [n for _, _, n in ctx.map_rows(_seen, scan, ["n"])] == [[0, 1, 2], [3, 4, 5]]

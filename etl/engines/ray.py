@@ -41,7 +41,10 @@ from etl.engines.base import Engine
 
 R = TypeVar("R")
 
-_loaded: dict[str, Callable[[Any], Any]] = {}   # per Ray worker process: the function of the current map
+# Per Ray worker process: the functions of the latest maps, oldest first. Two maps can be under way at
+# once (a pass whose items come from another map over the task's rows: near dedup's text blocks).
+_loaded: dict[str, Callable[[Any], Any]] = {}
+_KEPT_FUNCTIONS = 2
 
 
 class _Raised:
@@ -70,7 +73,8 @@ def _call_shipped(shipped: list[ray.ObjectRef], item: Any) -> Any:
     ref = shipped[0]
     fn = _loaded.get(ref.hex())
     if fn is None:
-        _loaded.clear()                          # one map at a time: drop the previous map's function
+        while len(_loaded) >= _KEPT_FUNCTIONS:   # drop the oldest map's function
+            del _loaded[next(iter(_loaded))]
         fn = _loaded[ref.hex()] = ray.get(ref)
     try:
         return fn(item)

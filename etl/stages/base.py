@@ -52,6 +52,18 @@ class StageContext:
             return (fn(item) for item in items)
         return self.engine.map(fn, items)
 
+    def map_rows(self, fn: Callable[[pa.RecordBatch], R], scan: Scan, columns: list[str]) -> Iterator[R]:
+        """`fn` over every batch of `scan(columns)`, results in order: `map` over the scan, except that
+        where the rows are in files the workers can read (a scan with `on_workers`, etl/executor.py
+        `Replay`), each worker reads its share itself and the driver neither decodes nor sends them
+        (the same batches, so the same results)."""
+        split = getattr(scan, "on_workers", None)
+        shared = split(fn, columns) if split is not None and self.engine is not None else None
+        if shared is None:
+            return self.map(fn, scan(columns))
+        per_piece, pieces = shared
+        return (result for results in self.map(per_piece, pieces) for result in results)
+
 
 class Stage:
     """Base class. Subclasses set `name`, `reads`, `writes` and override `apply` (and `prepare` if global)."""

@@ -186,7 +186,7 @@ class Decontaminate(Stage):
         hits: list[dict[str, Any]] = []
         if index.grams.size:
             probe = functools.partial(match_batch, self.task, cfg, index)
-            for found in ctx.map(probe, scan(list(self.reads))):
+            for found in ctx.map_rows(probe, scan, list(self.reads)):
                 hits.extend(found)
         self.contaminated = np.sort(np.array([h["_row"] for h in hits], dtype=np.int64))
         self.figures["contaminated"] = len(hits)

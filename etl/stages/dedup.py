@@ -170,10 +170,9 @@ def write_cluster_report(ctx: StageContext, stage: str, scan: Scan, clusters: li
     texts: dict[int, str] = {}
     keys: dict[int, str] = {}
     if wanted.size:
-        for batch in scan(["_row", *text_columns(ctx.task), *(["_key"] if ngram else [])]):
-            mask = sorted_contains(wanted, batch.column("_row").to_numpy(zero_copy_only=False))
-            if mask.any():
-                picked = batch.filter(pa.array(mask))   # the text of the sampled rows only
+        columns = ["_row", *text_columns(ctx.task), *(["_key"] if ngram else [])]
+        for picked in ctx.map_rows(functools.partial(pick_rows, wanted), scan, columns):
+            if picked.num_rows:   # the text of the sampled rows only
                 rows = picked.column("_row").to_pylist()
                 for row, text in zip(rows, row_texts(picked, ctx.task), strict=True):
                     texts[row] = text[:_SNIPPET]
@@ -213,6 +212,11 @@ def explain_dups(report_dir: str | Path, count: int) -> str:
                     text = m["text"].replace("\n", " ⏎ ")
                     lines.append(f"  {mark} {m['id']} (priority {m['priority']}, {m['length']} chars{sim}): {text}")
     return "\n".join(lines)
+
+
+def pick_rows(rows: np.ndarray, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The rows of `batch` whose `_row` is in `rows` (sorted). Runs on the engine's workers."""
+    return batch.filter(pa.array(sorted_contains(rows, batch.column("_row").to_numpy(zero_copy_only=False))))
 
 
 def _fresh_dir(path: Path) -> Path:
@@ -261,7 +265,7 @@ class ExactDedup(Stage):
 
     def prepare(self, scan: Scan, ctx: StageContext) -> None:
         spill = _fresh_dir(Path(ctx.work_dir) / "exact_keys")
-        for part, table in enumerate(ctx.map(key_hashes, scan(["_key", *MEMBER_COLUMNS]))):
+        for part, table in enumerate(ctx.map_rows(key_hashes, scan, ["_key", *MEMBER_COLUMNS])):
             pl.from_arrow(table).write_parquet(spill / f"part-{part:06d}.parquet")  # type: ignore[union-attr]
         if not any(spill.iterdir()):
             return
@@ -493,11 +497,10 @@ class TextBlocks:
         def blocks() -> Iterator[tuple[str, pa.Table]]:
             pending: list[pa.Table] = []
             size = block = 0
-            for batch in scan(columns):
-                mask = sorted_contains(rows, batch.column("_row").to_numpy(zero_copy_only=False))
-                if not mask.any():
+            for batch in ctx.map_rows(functools.partial(pick_rows, rows), scan, columns):
+                if not batch.num_rows:
                     continue
-                picked = pa.Table.from_batches([batch.filter(pa.array(mask))])
+                picked = pa.Table.from_batches([batch])
                 pending.append(picked)
                 size += _key_chars(picked).sum()
                 if size < unit:
@@ -640,7 +643,7 @@ class NearDedup(Stage):
     def spill_band_hashes(self, scan: Scan, spill: Path, ctx: StageContext) -> None:
         """Band hashes of every row with shingles, computed on the engine's workers, spilled per batch."""
         compute = functools.partial(batch_band_hashes, self.config, self.bands, self.rows)
-        for part, (rows, bands) in enumerate(ctx.map(compute, scan(["_row", "_key"]))):
+        for part, (rows, bands) in enumerate(ctx.map_rows(compute, scan, ["_row", "_key"])):
             if not rows.size:
                 continue
             frame = pl.DataFrame({
@@ -690,8 +693,7 @@ class NearDedup(Stage):
         self.figures["verified_pairs"] = merged
         if self.split:
             self.figures["rejected_by_side"] = rejected
-        kept = [_slim(batch.filter(pa.array(sorted_contains(clustered, batch.column("_row").to_numpy(zero_copy_only=False)))))
-                for batch in scan(MEMBER_COLUMNS)]
+        kept = [_slim(batch) for batch in ctx.map_rows(functools.partial(pick_rows, clustered), scan, MEMBER_COLUMNS)]
         members = _member_frame(kept).join(
             pl.DataFrame({"_row": clustered, "cluster": cluster}, schema={"_row": pl.Int64, "cluster": pl.Int64}),
             on="_row")
