@@ -7,10 +7,12 @@ The build never starts processes itself. It hands the engine three kinds of work
   one broken source is reported while the others go on;
 - **batch maps** (`map`): a module-level function (or a `functools.partial` of one) over a stream of Arrow record batches, results in
   input order. The stage executor (etl/executor.py) uses it for a segment of apply-only stages over
-  a task's batches, and stages use it inside their global pass through `StageContext.map` (band
-  hashes, eval n-gram probes) — so every stage uses every worker;
+  a task's batches, and stages use it inside their global pass through `StageContext.map_rows` (key
+  and band hashes, eval n-gram probes, picking rows) and `StageContext.map` — so every stage uses
+  every worker. Where the rows are in Parquet files, the items are pieces of those files (an aligned
+  run of row groups, by absolute path) that the worker reads itself;
 - **global passes** (`prepare`): `stage.prepare(scan, ctx)`, by default run in the driver; the pass
-  itself is written as narrow scans plus `ctx.map` calls, which is what an engine distributes.
+  itself is written as `ctx.map_rows` and `ctx.map` calls, which is what an engine distributes.
 
 What an engine must implement: `map` and `map_units` (and `close`). Order is part of the contract:
 results come back in input order whatever the worker count or timing, which is what keeps the output
