@@ -31,7 +31,7 @@ from etl.engines.base import Engine
 from etl.engines.local import LocalEngine
 from etl.faults import checkpoint
 from etl.memory import release_memory
-from etl.stages.base import DROP, Scan, Stage, StageContext, Tally, check_chain, settle
+from etl.stages.base import DROP, Scan, Stage, StageContext, Tally, check_chain, map_rows, settle
 from etl.write import RowGroupWriter
 
 BATCH_ROWS = 10_000
@@ -154,12 +154,6 @@ def run_segment(segment: list[Stage], finish: Finish | None, batch: pa.RecordBat
     return (batch if finish is None else finish(batch)), removed, tallies
 
 
-def run_piece(segment: list[Stage], finish: Finish | None, piece: Piece
-              ) -> list[tuple[pa.RecordBatch, dict[str, Counter[str]], dict[str, Tally]]]:
-    """`run_segment` over the batches of a piece this worker reads itself."""
-    return [run_segment(segment, finish, batch) for batch in read_piece(piece)]
-
-
 def _wanted(columns: list[str] | None, segment: list[Stage] | tuple[Stage, ...]) -> list[str] | None:
     """`columns` and what the replayed `segment` reads to decide (its `replay_reads`), in that order."""
     needed = {c for stage in segment for c in stage.replay_reads or ()}
@@ -174,7 +168,7 @@ def _replayed(batches: Iterator[pa.RecordBatch], segment: list[Stage] | tuple[St
         yield batch if columns is None else batch.select(columns)
 
 
-def run_replayed(fn: Callable[[pa.RecordBatch], R], segment: tuple[Stage, ...], columns: list[str],
+def run_replayed(fn: Callable[[pa.RecordBatch], R], segment: tuple[Stage, ...], columns: list[str] | None,
                  piece: Piece) -> list[R]:
     """`fn` over the batches of a piece this worker reads itself, with `segment` replayed on them."""
     return [fn(batch) for batch in _replayed(read_piece(piece, _wanted(columns, segment)), segment, columns)]
@@ -194,7 +188,7 @@ class Replay:
             return self.source(columns)
         return _replayed(self.source(_wanted(columns, self.segment)), self.segment, columns)
 
-    def on_workers(self, fn: Callable[[pa.RecordBatch], R], columns: list[str]
+    def on_workers(self, fn: Callable[[pa.RecordBatch], R], columns: list[str] | None
                    ) -> tuple[Callable[[Piece], list[R]], Iterator[Piece]] | None:
         """(a function of one piece, the pieces) giving `fn` of every batch of `self(columns)`, in
         order, the same batches; None when the rows are not in files a worker can read."""
@@ -253,11 +247,7 @@ class TaskRun:
             yield from source(None)
             return
         by_name = {stage.name: stage for stage in segment}
-        if isinstance(source, ParquetStream):
-            pieces = self.engine.map(functools.partial(run_piece, segment, finish), source.pieces())
-            results = (result for outputs in pieces for result in outputs)
-        else:
-            results = self.engine.map(functools.partial(run_segment, segment, finish), source(None))
+        results = map_rows(self.engine, functools.partial(run_segment, segment, finish), Replay(source, []), None)
         for batch, removed, tallies in results:
             for name, counts in removed.items():
                 self.removed[name].update(counts)

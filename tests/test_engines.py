@@ -165,6 +165,18 @@ def test_a_worker_releases_memory_when_its_phase_changes(monkeypatch):
     assert released == ["tests.test_engines._scale", "tests.test_engines._fail_on_two"]
 
 
+def test_a_piece_reader_is_a_phase_of_the_function_it_wraps():
+    """Every map over file pieces runs `run_replayed`: the function it wraps tells the phases apart."""
+    from etl.engines.local import _Phases
+    from etl.executor import run_replayed
+
+    assert _Phases.kind(functools.partial(run_replayed, functools.partial(_scale, 2), (), None)) == \
+        "etl.executor.run_replayed/tests.test_engines._scale"
+    assert _Phases.kind(functools.partial(run_replayed, _fail_on_two, (), ["n"])) == \
+        "etl.executor.run_replayed/tests.test_engines._fail_on_two"
+    assert _Phases.kind(_fail_on_two) == "tests.test_engines._fail_on_two"
+
+
 class _Counted:
     """A map function that counts, in the driver, how often it is serialised to go to a worker."""
 

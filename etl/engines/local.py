@@ -53,10 +53,17 @@ class _Phases:
 
     last: str | None = None
 
+    @staticmethod
+    def kind(fn: Callable[..., Any]) -> str:
+        """The function's name and, for a `functools.partial`, the names of the functions it wraps and
+        is given: a piece reader wrapping a segment's apply is another phase than one wrapping band hashes."""
+        target = getattr(fn, "func", fn)
+        inner = [_Phases.kind(arg) for arg in getattr(fn, "args", ()) if callable(arg)]
+        return "/".join([f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}", *inner])
+
     @classmethod
     def enter(cls, fn: Callable[..., Any]) -> None:
-        target = getattr(fn, "func", fn)  # a functools.partial: its function
-        kind = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}"
+        kind = cls.kind(fn)
         if kind != cls.last:
             if cls.last is not None:
                 release_memory()

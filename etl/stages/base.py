@@ -29,7 +29,7 @@ import pyarrow as pa
 from etl.engines.base import Engine
 
 R = TypeVar("R")
-Scan = Callable[[list[str]], Iterator[pa.RecordBatch]]
+Scan = Callable[[list[str] | None], Iterator[pa.RecordBatch]]
 
 
 @dataclass
@@ -53,16 +53,24 @@ class StageContext:
         return self.engine.map(fn, items)
 
     def map_rows(self, fn: Callable[[pa.RecordBatch], R], scan: Scan, columns: list[str]) -> Iterator[R]:
-        """`fn` over every batch of `scan(columns)`, results in order: `map` over the scan, except that
-        where the rows are in files the workers can read (a scan with `on_workers`, etl/executor.py
-        `Replay`), each worker reads its share itself and the driver neither decodes nor sends them
-        (the same batches, so the same results)."""
-        split = getattr(scan, "on_workers", None)
-        shared = split(fn, columns) if split is not None and self.engine is not None else None
-        if shared is None:
-            return self.map(fn, scan(columns))
-        per_piece, pieces = shared
-        return (result for results in self.map(per_piece, pieces) for result in results)
+        """`fn` over every batch of `scan(columns)`, results in order (`map_rows` below)."""
+        return map_rows(self.engine, fn, scan, columns)
+
+
+def map_rows(engine: Engine | None, fn: Callable[[pa.RecordBatch], R], scan: Scan,
+             columns: list[str] | None) -> Iterator[R]:
+    """`fn` over every batch of `scan(columns)` on the `engine`, results in order. Where the rows are
+    in files the workers can read (a scan with `on_workers`, etl/executor.py `Replay`), each worker
+    reads its share itself and the driver neither decodes nor sends them (the same batches, so the
+    same results); otherwise the driver reads them and `Engine.map` sends them."""
+    if engine is None:
+        return (fn(batch) for batch in scan(columns))
+    split = getattr(scan, "on_workers", None)
+    shared = split(fn, columns) if split is not None else None
+    if shared is None:
+        return engine.map(fn, scan(columns))
+    per_piece, pieces = shared
+    return (result for results in engine.map(per_piece, pieces) for result in results)
 
 
 class Stage:
