@@ -1,7 +1,9 @@
 """Ray engine vs local engine on the stage chain: the same generated corpus through the build's own
 executor (etl/executor.py, `default_stages("pretrain")`: normalise → exact dedup → near dedup →
 decontaminate → langid) on local 1 and 2 workers and Ray 1 and 2 workers, in one run, with the ratios
-and a check that all four give the same bytes. Writes (or replaces) its section of bench/RESULTS.md.
+and a check that all four give the same bytes. The corpus is laid out as the build's conversion cache
+is (row groups of 5,000 rows, `CACHE_ROWS`), so that the workers read their pieces of it themselves, as
+in a build. Writes (or replaces) its section of bench/RESULTS.md.
 
 `make bench` runs it after the main benchmark (bench/run.py); alone: `python -m bench.ray_bench`.
 """
@@ -25,13 +27,15 @@ import pyarrow.parquet as pq
 from etl.catalog import TASKS, BuildConfig
 from etl.engines.base import Engine
 from etl.engines.local import LocalEngine
-from etl.executor import BATCH_ROWS, TaskRun
+from etl.executor import ParquetStream, TaskRun
 from etl.schemas import arrow_schema
 from etl.stages.pipeline import default_stages
+from etl.write import RowGroupWriter
 
 HEADING = "## Ray engine vs local engine (stage chain)"
 EVAL_ROWS = 500
 CONFIGS = (("local", 1), ("local", 2), ("ray", 1), ("ray", 2))
+CACHE_ROWS = 5_000   # the row groups of the conversion cache (etl/conversion.py)
 
 
 @dataclass
@@ -62,11 +66,21 @@ def _engine(name: str, workers: int) -> Engine:
     return RayEngine(workers)
 
 
-def run_one(name: str, workers: int, corpus: Path, evals: pa.Table, work: Path) -> Run:
-    stage_columns = [c for c in pq.ParquetFile(corpus).schema_arrow.names if not c.startswith("_truth")]
+def as_cache(corpus: Path, cache: Path) -> None:
+    """The generated corpus without its truth columns, in row groups of CACHE_ROWS rows."""
+    parquet = pq.ParquetFile(corpus)
+    columns = [c for c in parquet.schema_arrow.names if not c.startswith("_truth")]
+    writer: RowGroupWriter | None = None
+    for batch in parquet.iter_batches(batch_size=CACHE_ROWS, columns=columns):
+        writer = writer or RowGroupWriter(cache, batch.schema, CACHE_ROWS)
+        writer.add_table(pa.Table.from_batches([batch]))
+    assert writer is not None
+    writer.close()
 
-    def source(columns: list[str] | None) -> Iterator[pa.RecordBatch]:
-        return pq.ParquetFile(corpus).iter_batches(batch_size=BATCH_ROWS, columns=columns or stage_columns)
+
+def run_one(name: str, workers: int, corpus: Path, evals: pa.Table, work: Path) -> Run:
+    """`corpus`: as `as_cache` writes it (the rows keep the generator's `_row` and `_priority`)."""
+    source = ParquetStream([(corpus, None)])
 
     def scan_eval(columns: list[str]) -> Iterator[pa.RecordBatch]:
         return iter(evals.select(columns).to_batches())
@@ -80,7 +94,7 @@ def run_one(name: str, workers: int, corpus: Path, evals: pa.Table, work: Path) 
                       scan_eval, engine)
         writer: pq.ParquetWriter | None = None
         rows = 0
-        for batch in run.run(source, set(stage_columns)):
+        for batch in run.run(source, set(pq.ParquetFile(corpus).schema_arrow.names)):
             if writer is None:
                 writer = pq.ParquetWriter(folder / "out.parquet", batch.schema, compression="zstd")
             writer.write_batch(batch)
@@ -97,7 +111,9 @@ def section(docs: int, runs: list[Run]) -> str:
     base = {r.workers: r for r in runs if r.engine == "local"}
     lines = [HEADING, "",
              f"{docs:,} generated documents (bench/generate.py, pretrain rows) through the build's executor and "
-             f"`default_stages(\"pretrain\")` with {EVAL_ROWS} of them as eval rows; each engine in turn, in one run "
+             f"`default_stages(\"pretrain\")` with {EVAL_ROWS} of them as eval rows, read by the workers in pieces "
+             f"of a Parquet file laid out as the conversion cache ({CACHE_ROWS:,}-row row groups); each engine in "
+             "turn, in one run "
              "(ratios are comparable, absolute figures move with the shared machine's load). Engine start "
              "(a local Ray: `ray.init`) is listed apart and not counted in docs/s; local × 2 starts its process pool "
              "inside the timed part (about 1–2 s), as it does in a build.", "",
@@ -137,7 +153,9 @@ def append_to(path: Path, docs: int = 100_000, seed: int = 7) -> None:
         subprocess.run([sys.executable, "-m", "bench.generate", "--docs", str(docs), "--seed", str(seed),
                         "--out", str(corpus)], check=True)
         evals = _eval_table(corpus)
-        runs = [run_one(name, workers, corpus, evals, work) for name, workers in CONFIGS]
+        cache = work / "cache.parquet"
+        as_cache(corpus, cache)
+        runs = [run_one(name, workers, cache, evals, work) for name, workers in CONFIGS]
         write_section(path, section(docs, runs))
     finally:
         shutil.rmtree(work, ignore_errors=True)
