@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from etl.catalog import TASKS, BuildConfig
+from etl.conversion import BATCH_ROWS as CACHE_ROWS  # the conversion cache's row groups
 from etl.engines.base import Engine
 from etl.engines.local import LocalEngine
 from etl.executor import ParquetStream, TaskRun
@@ -35,7 +36,6 @@ from etl.write import RowGroupWriter
 HEADING = "## Ray engine vs local engine (stage chain)"
 EVAL_ROWS = 500
 CONFIGS = (("local", 1), ("local", 2), ("ray", 1), ("ray", 2))
-CACHE_ROWS = 5_000   # the row groups of the conversion cache (etl/conversion.py)
 
 
 @dataclass
@@ -69,12 +69,10 @@ def _engine(name: str, workers: int) -> Engine:
 def as_cache(corpus: Path, cache: Path) -> None:
     """The generated corpus without its truth columns, in row groups of CACHE_ROWS rows."""
     parquet = pq.ParquetFile(corpus)
-    columns = [c for c in parquet.schema_arrow.names if not c.startswith("_truth")]
-    writer: RowGroupWriter | None = None
-    for batch in parquet.iter_batches(batch_size=CACHE_ROWS, columns=columns):
-        writer = writer or RowGroupWriter(cache, batch.schema, CACHE_ROWS)
+    schema = pa.schema([field for field in parquet.schema_arrow if not field.name.startswith("_truth")])
+    writer = RowGroupWriter(cache, schema, CACHE_ROWS)
+    for batch in parquet.iter_batches(batch_size=CACHE_ROWS, columns=schema.names):
         writer.add_table(pa.Table.from_batches([batch]))
-    assert writer is not None
     writer.close()
 
 
